@@ -1,0 +1,261 @@
+"""``Workspace``: find and validate the workspace config, hand MLflow its tracking URI.
+
+Config file (``config.json`` or ``.azureml/config.json``, found walking up from the current
+directory, or named by ``$MLFLOW_WORKSPACE_CONFIG`` or an explicit path)::
+
+    {
+      "subscription_id": "<uuid>",          # cloud workspace identity (all three required)
+      "resource_group": "<rg>",
+      "workspace_name": "<ws>",
+      "region": "westeurope",               # -> <region>.api.azureml.ms, or:
+      "host": "127.0.0.1:5000",             # explicit MLflow API host[:port] (wins over region)
+      "compute": {                          # optional named compute targets
+        "cpu-cluster": {"type": "ray", "address": "http://127.0.0.1:8265"}
+      }
+    }
+
+A *local* workspace file names a folder instead of a cloud identity::
+
+    {"workspace_name": "team-laptop", "local_path": ".workspace", "compute": {...}}
+
+With no file at all, :meth:`Workspace.from_config` returns the embedded local workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_workspace_plugin import local_workspace
+from mlflow_workspace_plugin.errors import WorkspaceConfigError, WorkspaceUriError
+from mlflow_workspace_plugin.uri import WorkspaceScope, validate_host, validate_name
+
+CONFIG_ENV = "MLFLOW_WORKSPACE_CONFIG"
+CONFIG_CANDIDATES = ("config.json", os.path.join(".azureml", "config.json"))
+LOCAL_COMPUTE = "local"
+_CLOUD_FIELDS = ("subscription_id", "resource_group", "workspace_name")
+_KNOWN_FIELDS = {*_CLOUD_FIELDS, "region", "host", "local_path", "compute", "location", "friendly_name"}
+_REGION_RE = re.compile(r"^[a-z0-9]+$")
+_COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class ComputeTarget:
+    """A named compute target from the workspace config."""
+
+    name: str
+    type: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Workspace:
+    """A workspace: either a cloud workspace (``azureml://`` URI) or a local folder."""
+
+    workspace_name: str
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    host: str | None = None
+    local_path: Path | None = None
+    compute_targets: dict[str, ComputeTarget] = field(default_factory=dict)
+    config_path: Path | None = None
+    credential: Any = field(default=None, repr=False)
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_config(cls, path: str | os.PathLike | None = None, credential: Any = None) -> "Workspace":
+        """Load the workspace config from ``path`` (file or folder), ``$MLFLOW_WORKSPACE_CONFIG``,
+        or the first ``config.json`` / ``.azureml/config.json`` walking up from the current
+        directory; with none of those, return the embedded local workspace."""
+        config_file = find_config_file(path)
+        if config_file is None:
+            return cls.local(credential=credential)
+        workspace = parse_config(config_file, load_config_json(config_file))
+        workspace.credential = credential
+        return workspace
+
+    @classmethod
+    def local(cls, path: str | os.PathLike | None = None, credential: Any = None) -> "Workspace":
+        """The zero-config local workspace (``$MLFLOW_WORKSPACE_HOME`` or ``~/.mlflow-workspace``)."""
+        folder = Path(path).expanduser().resolve() if path else local_workspace.default_home()
+        if path is None:
+            local_workspace.announce(folder)
+        return cls(workspace_name="local", local_path=folder, credential=credential)
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def is_local(self) -> bool:
+        return self.local_path is not None
+
+    @property
+    def scope(self) -> WorkspaceScope:
+        if self.is_local:
+            raise WorkspaceConfigError(f"Workspace {self.workspace_name!r} is local and has no cloud scope")
+        return WorkspaceScope(self.host, self.subscription_id, self.resource_group, self.workspace_name)
+
+    def get_mlflow_tracking_uri(self) -> str:
+        """The URI to pass to ``mlflow.set_tracking_uri``."""
+        if self.is_local:
+            self.local_path.mkdir(parents=True, exist_ok=True)
+            return local_workspace.local_tracking_uri(self.local_path)
+        uri = self.scope.tracking_uri
+        if self.credential is not None:
+            from mlflow_workspace_plugin import auth
+
+            auth.register_credential(uri, self.credential)
+        return uri
+
+    def get_compute_target(self, name: str) -> ComputeTarget:
+        """Look up a compute target by name; ``local`` always exists."""
+        if name == LOCAL_COMPUTE:
+            return ComputeTarget(LOCAL_COMPUTE, LOCAL_COMPUTE)
+        if name in self.compute_targets:
+            return self.compute_targets[name]
+        known = sorted([LOCAL_COMPUTE, *self.compute_targets])
+        where = f"in {self.config_path}" if self.config_path else "(no workspace config file found)"
+        raise WorkspaceConfigError(
+            f"Unknown compute target {name!r}. Compute targets of workspace "
+            f"{self.workspace_name!r} {where}: {', '.join(repr(k) for k in known)}. "
+            "Add it under \"compute\" in the workspace config.json."
+        )
+
+
+# --------------------------------------------------------------------- config file
+def find_config_file(path: str | os.PathLike | None = None) -> Path | None:
+    """Resolve which config file applies (or None for the embedded default)."""
+    explicit = path if path is not None else os.environ.get(CONFIG_ENV) or None
+    if explicit is not None:
+        candidate = Path(explicit).expanduser()
+        if candidate.is_dir():
+            for name in CONFIG_CANDIDATES:
+                if (candidate / name).is_file():
+                    return (candidate / name).resolve()
+            raise WorkspaceConfigError(
+                f"No workspace config in folder {candidate}: looked for {', '.join(CONFIG_CANDIDATES)}"
+            )
+        if not candidate.is_file():
+            source = f"${CONFIG_ENV}" if path is None else "path"
+            raise WorkspaceConfigError(f"Workspace config file {candidate} (from {source}) does not exist")
+        return candidate.resolve()
+    folder = Path.cwd().resolve()
+    for directory in (folder, *folder.parents):
+        for name in CONFIG_CANDIDATES:
+            if (directory / name).is_file() and _looks_like_workspace_config(directory / name):
+                return directory / name
+    return None
+
+
+def _looks_like_workspace_config(path: Path) -> bool:
+    """A bare ``config.json`` walked into may belong to something else: only claim it if it
+    mentions a workspace field (explicit paths are always validated strictly)."""
+    if path.parent.name == ".azureml":
+        return True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # let load_config_json report it precisely
+    return isinstance(data, dict) and ("workspace_name" in data or "local_path" in data)
+
+
+def load_config_json(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorkspaceConfigError(f"Cannot read workspace config {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise WorkspaceConfigError(f"Workspace config {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise WorkspaceConfigError(
+            f"Workspace config {path} must be a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def parse_config(path: Path, data: dict[str, Any]) -> Workspace:
+    """Validate a config dict (from ``path``) into a :class:`Workspace`."""
+
+    def fail(field_name: str, why: str) -> WorkspaceConfigError:
+        return WorkspaceConfigError(f"Workspace config {path}: field {field_name!r} {why}")
+
+    unknown = sorted(set(data) - _KNOWN_FIELDS)
+    if unknown:
+        raise fail(unknown[0], f"is not recognised; allowed fields: {', '.join(sorted(_KNOWN_FIELDS))}")
+    for name in _KNOWN_FIELDS - {"compute"}:
+        if name in data and not isinstance(data[name], str):
+            raise fail(name, f"must be a string, got {type(data[name]).__name__} {data[name]!r}")
+    compute = _parse_compute(data.get("compute", {}), fail)
+
+    if "local_path" in data:
+        cloud = [name for name in ("subscription_id", "resource_group", "region", "host") if name in data]
+        if cloud:
+            raise fail("local_path", f"cannot be combined with cloud field {cloud[0]!r}")
+        folder = Path(data["local_path"]).expanduser()
+        if not folder.is_absolute():
+            folder = path.parent / folder
+        return Workspace(
+            workspace_name=data.get("workspace_name", "local"),
+            local_path=folder.resolve(),
+            compute_targets=compute,
+            config_path=path,
+        )
+
+    for name in _CLOUD_FIELDS:
+        if name not in data:
+            raise fail(name, f"is missing; a cloud workspace needs {', '.join(_CLOUD_FIELDS)} "
+                             "(or 'local_path' for a local workspace)")
+        try:
+            validate_name(name, data[name])
+        except WorkspaceUriError as exc:
+            raise fail(name, f"is invalid: {exc.message}") from None
+    host = _resolve_host(data, fail)
+    return Workspace(
+        workspace_name=data["workspace_name"],
+        subscription_id=data["subscription_id"],
+        resource_group=data["resource_group"],
+        host=host,
+        compute_targets=compute,
+        config_path=path,
+    )
+
+
+def _resolve_host(data: dict[str, Any], fail) -> str:
+    if "host" in data:
+        try:
+            return validate_host(data["host"])
+        except WorkspaceUriError as exc:
+            raise fail("host", f"is invalid: {exc.message}") from None
+    region = data.get("region") or data.get("location")
+    key = "region" if "region" in data else "location"
+    if not region:
+        raise fail("region", "is missing; add e.g. \"region\": \"westeurope\" (the workspace's Azure "
+                             "region) or \"host\": \"<host>[:port]\" of its MLflow API")
+    if not _REGION_RE.match(region):
+        raise fail(key, f"value {region!r} is not an Azure region name (lowercase letters and digits, "
+                        "e.g. 'westeurope')")
+    return f"{region}.api.azureml.ms"
+
+
+def _parse_compute(raw: Any, fail) -> dict[str, ComputeTarget]:
+    if not isinstance(raw, dict):
+        raise fail("compute", f"must be an object of name -> target, got {type(raw).__name__}")
+    targets: dict[str, ComputeTarget] = {}
+    for name, spec in raw.items():
+        where = f"compute.{name}"
+        if name == LOCAL_COMPUTE:
+            raise fail(where, "uses the reserved name 'local' (always the local machine)")
+        if not _COMPUTE_NAME_RE.match(name):
+            raise fail(where, "has an invalid name: use 1-32 letters, digits or '-', starting with a letter")
+        if not isinstance(spec, dict):
+            raise fail(where, f"must be an object like {{\"type\": \"ray\", ...}}, got {type(spec).__name__}")
+        kind = spec.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise fail(f"{where}.type", f"must be a non-empty string naming the compute type, got {kind!r}")
+        settings = {key: value for key, value in spec.items() if key != "type"}
+        targets[name] = ComputeTarget(name=name, type=kind, settings=settings)
+    return targets
