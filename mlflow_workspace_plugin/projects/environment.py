@@ -1,0 +1,162 @@
+"""Choose and prepare the environment a local project run executes in.
+
+Checks run *before* the MLflow run is created (so a missing conda or Docker engine fails early
+with an actionable message); preparation (building a conda env / virtualenv / Docker image)
+runs after, as the run's "preparing" phase.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import ExecutionException
+from mlflow.projects import env_type
+from mlflow.projects._project_spec import Project
+
+from mlflow_workspace_plugin.projects.backend_config import BackendConfig
+
+LOCAL, CONDA, VIRTUALENV, UV, DOCKER = "local", "conda", "virtualenv", "uv", "docker"
+
+
+@dataclass(frozen=True)
+class PreparedEnvironment:
+    """Shell fragments to put before the entry-point command, and how to join them."""
+
+    kind: str
+    prefix: list[str] = field(default_factory=list)
+    separator: str = " && "
+
+    def wrap(self, command: str) -> str:
+        return self.separator.join([*self.prefix, command]) if self.prefix else command
+
+
+def choose_environment(project: Project, config: BackendConfig) -> str:
+    """Decide the environment kind from MLproject + backend_config, failing early if unusable."""
+    if project.docker_env:
+        ensure_docker_engine(project)
+        return DOCKER
+    manager = config.env_manager
+    if manager is None and config.use_conda is not None:
+        manager = CONDA if config.use_conda else LOCAL
+    if manager is None:  # MLflow's own default for the project's env type
+        manager = {env_type.CONDA: CONDA, env_type.PYTHON: VIRTUALENV}.get(project.env_type, LOCAL)
+    if manager == CONDA and project.env_type == env_type.PYTHON:
+        raise ExecutionException(
+            "This project declares a python_env, which cannot be built with conda: use "
+            "USE_CONDA: false with --env-manager virtualenv, uv or local"
+        )
+    if manager == CONDA:
+        ensure_conda()
+    if manager == UV and shutil.which("uv") is None:
+        raise ExecutionException(
+            "env manager 'uv' was requested but the 'uv' executable is not on PATH: "
+            "`pip install uv`, or use --env-manager virtualenv or local"
+        )
+    return manager
+
+
+def conda_executable() -> str | None:
+    """Path of the conda executable MLflow would use, if it exists."""
+    from mlflow.utils.conda import get_conda_bin_executable
+
+    candidate = get_conda_bin_executable("conda")
+    if os.path.isabs(candidate):
+        return candidate if os.access(candidate, os.X_OK) else None
+    return shutil.which(candidate)
+
+
+def ensure_conda() -> None:
+    if conda_executable() is None:
+        raise ExecutionException(
+            "This run needs conda (USE_CONDA is true, or the project has a conda.yaml and no env "
+            "manager was chosen) but no conda executable was found on PATH, in $MLFLOW_CONDA_HOME "
+            "or $CONDA_EXE. Either install Miniforge/Miniconda and retry, or run in the current "
+            "Python environment with backend_config {\"USE_CONDA\": false} (CLI: "
+            "--env-manager local), or build a virtualenv from the project with --env-manager "
+            "virtualenv."
+        )
+
+
+def ensure_docker_engine(project: Project) -> None:
+    """A ``docker_env`` project needs a reachable Docker engine; say so early otherwise."""
+    import docker
+
+    image = project.docker_env.get("image")
+    try:
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # docker raises DockerException / requests errors / OSError
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise ExecutionException(
+            f"This project declares docker_env (image {image!r}) but no Docker engine is "
+            f"reachable at {host} ({type(exc).__name__}). Start Docker (or set DOCKER_HOST), or "
+            "remove docker_env from the MLproject and use a conda_env/python_env with "
+            "--env-manager local or virtualenv."
+        ) from None
+
+
+def prepare_environment(kind: str, project: Project, work_dir: str, run: Run, config: BackendConfig) -> PreparedEnvironment:
+    """Build the environment (may take minutes) and return the command prefix."""
+    if kind == LOCAL:
+        return PreparedEnvironment(LOCAL)
+    if kind == CONDA:
+        from mlflow.utils.conda import get_or_create_conda_env
+
+        conda_env = get_or_create_conda_env(project.env_config_path)
+        return PreparedEnvironment(CONDA, list(conda_env.get_activate_command()))
+    if kind in (VIRTUALENV, UV):
+        return _prepare_virtualenv(kind, project, work_dir)
+    if kind == DOCKER:
+        return _prepare_docker(project, work_dir, run, config)
+    raise ExecutionException(f"Unknown environment kind {kind!r}; allowed: local, conda, virtualenv, uv, docker")
+
+
+def _prepare_virtualenv(kind: str, project: Project, work_dir: str) -> PreparedEnvironment:
+    from mlflow.utils.environment import _PythonEnv
+    from mlflow.utils.virtualenv import (
+        _create_virtualenv,
+        _get_mlflow_virtualenv_root,
+        _get_virtualenv_name,
+    )
+
+    if project.env_type == env_type.CONDA:
+        python_env = _PythonEnv.from_conda_yaml(project.env_config_path)
+    elif project.env_config_path:
+        python_env = _PythonEnv.from_yaml(project.env_config_path)
+    else:
+        python_env = _PythonEnv()
+    env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, Path(work_dir))
+    activate = _create_virtualenv(
+        local_model_path=Path(work_dir), python_env=python_env, env_dir=env_dir, env_manager=kind
+    )
+    return PreparedEnvironment(kind, [activate])
+
+
+def _prepare_docker(project: Project, work_dir: str, run: Run, config: BackendConfig) -> PreparedEnvironment:
+    from mlflow.projects.backend.local import _get_docker_command
+    from mlflow.projects.docker import build_docker_image, validate_docker_env
+
+    validate_docker_env(project)
+    image = build_docker_image(
+        work_dir=work_dir,
+        repository_uri=project.name,
+        base_image=project.docker_env.get("image"),
+        run_id=run.info.run_id,
+        build_image=config.build_image,
+        docker_auth=config.docker_auth,
+    )
+    command = _get_docker_command(
+        image=image,
+        active_run=run,
+        docker_args=config.docker_args,
+        volumes=project.docker_env.get("volumes"),
+        user_env_vars=project.docker_env.get("environment"),
+    )
+    return PreparedEnvironment(DOCKER, command, separator=" ")
