@@ -28,7 +28,7 @@ from mlflow_workspace_plugin.projects.parameters import normalise_parameters, va
 from mlflow_workspace_plugin.projects.snapshot import collect_snapshot
 from mlflow_workspace_plugin.workspace import Workspace
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("mlflow.projects.azureml")
 BACKEND_NAME = "azureml"
 COMPUTE_TAG = "azureml.compute"
 

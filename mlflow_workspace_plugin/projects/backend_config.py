@@ -73,7 +73,7 @@ def load_backend_config(raw: Any) -> dict[str, Any]:
         return dict(raw)
     if isinstance(raw, (str, os.PathLike)):
         text = os.fspath(raw)
-        if text.lstrip().startswith("{"):
+        if text.lstrip()[:1] in ("{", "["):
             return _parse_json(text, "backend_config JSON string")
         if not os.path.isfile(text):
             raise BackendConfigError(

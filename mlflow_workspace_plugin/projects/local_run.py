@@ -21,7 +21,7 @@ from mlflow.projects.submitted_run import SubmittedRun
 from mlflow_workspace_plugin.projects import capture
 from mlflow_workspace_plugin.projects.snapshot import Snapshot
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("mlflow.projects.azureml")
 TERMINATE_GRACE_SECONDS = 10.0
 _active_runs: "weakref.WeakSet[LocalProjectRun]" = weakref.WeakSet()
 

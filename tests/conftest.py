@@ -1,0 +1,46 @@
+"""Shared fixtures: every test gets a private local workspace and a clean MLflow tracking state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reset_mlflow_tracking() -> None:
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+
+
+@pytest.fixture(autouse=True)
+def isolated_workspace(tmp_path_factory, monkeypatch) -> Path:
+    """A fresh ``MLFLOW_WORKSPACE_HOME``, no workspace config, no tracking URI, cwd in a tmp dir."""
+    home = tmp_path_factory.mktemp("workspace-home")
+    cwd = tmp_path_factory.mktemp("cwd")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_WORKSPACE_CONFIG",
+                 "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_WORKSPACE_HOME", str(home))
+    monkeypatch.chdir(cwd)
+    _reset_mlflow_tracking()
+    yield home
+    _reset_mlflow_tracking()
+
+
+@pytest.fixture
+def local_tracking(isolated_workspace) -> str:
+    """Point MLflow at the isolated local workspace and return its tracking URI."""
+    from mlflow_workspace_plugin import Workspace
+
+    uri = Workspace.from_config().get_mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri

@@ -1,0 +1,47 @@
+"""Helpers for writing test projects and reading what a run stored."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+
+def write_project(root: Path, script: str, *, parameters: str = "", command: str | None = None,
+                  extra_files: dict[str, str] | None = None, mlproject: str | None = None) -> Path:
+    """Write a small MLflow project whose ``main`` entry point runs ``script.py``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "script.py").write_text(textwrap.dedent(script), encoding="utf-8")
+    if mlproject is None:
+        mlproject = textwrap.dedent(
+            f"""\
+            name: test-project
+            entry_points:
+              main:
+                parameters: {{{parameters}}}
+                command: "{command or 'python script.py'}"
+            """
+        )
+    (root / "MLproject").write_text(mlproject, encoding="utf-8")
+    for name, content in (extra_files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return root
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> list[str]:
+    """All artifact file paths of a run, recursively."""
+    found: list[str] = []
+    for item in client.list_artifacts(run_id, path):
+        found.extend(artifact_paths(client, run_id, item.path) if item.is_dir else [item.path])
+    return found
+
+
+def read_artifact(client, run_id: str, path: str) -> str:
+    return Path(client.download_artifacts(run_id, path)).read_text(encoding="utf-8")
