@@ -1,0 +1,111 @@
+"""Proxied artifact access (``mlflow-artifacts:``) through a workspace, with its bearer token.
+
+Reuses MLflow's ``HttpArtifactRepository`` (upload, streamed download, delete) and only supplies
+the resolved URL and the per-request host credentials. Multipart / presigned transfers are not
+used: every byte goes through the workspace endpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
+
+from mlflow.entities import FileInfo
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+from mlflow.utils.rest_utils import MlflowHostCreds, augmented_raise_for_status, http_request
+from mlflow.utils.uri import validate_path_is_safe
+
+from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.uri import WorkspaceScope, parse_workspace_uri
+
+API_ROOT = "/api/2.0"
+ARTIFACTS_ENDPOINT = "/mlflow-artifacts/artifacts"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _auth_errors(method: _F) -> _F:
+    """Turn a 401/403 ``HTTPError`` into one clear :class:`auth.WorkspaceAuthError`."""
+
+    @functools.wraps(method)
+    def wrapper(self: "WorkspaceArtifactRepository", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            status = auth.http_status_of(exc)
+            if status is None:
+                raise
+            raise auth.rejected(self.scope, status) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_artifact_url(artifact_uri: str, scope: WorkspaceScope) -> str:
+    """``mlflow-artifacts:/<path>`` -> ``<REST base>/api/2.0/mlflow-artifacts/artifacts/<path>``."""
+    parsed = urlsplit(artifact_uri)
+    if parsed.scheme != "mlflow-artifacts":
+        raise MlflowException(f"Not an mlflow-artifacts URI: {artifact_uri!r}", INVALID_PARAMETER_VALUE)
+    if parsed.netloc and parsed.netloc != scope.host:
+        raise MlflowException(
+            f"Artifact URI {artifact_uri!r} names host {parsed.netloc!r}, but the tracking URI's "
+            f"workspace is served by {scope.host!r}; refusing to send workspace credentials to "
+            "another host. Use 'mlflow-artifacts:/<path>' URIs with an azureml:// tracking URI.",
+            INVALID_PARAMETER_VALUE,
+        )
+    path = parsed.path.strip("/")
+    service_prefix = (API_ROOT + ARTIFACTS_ENDPOINT).strip("/")
+    if path == service_prefix or path.startswith(service_prefix + "/"):
+        path = path[len(service_prefix):].strip("/")
+    base = f"{scope.rest_base_url}{API_ROOT}{ARTIFACTS_ENDPOINT}"
+    return f"{base}/{path}" if path else base
+
+
+class WorkspaceArtifactRepository(HttpArtifactRepository):
+    """``mlflow-artifacts:`` repository whose tracking URI is an ``azureml://`` workspace."""
+
+    def __init__(self, artifact_uri: str, tracking_uri: str, registry_uri: str | None = None) -> None:
+        self.scope = parse_workspace_uri(tracking_uri)
+        self.source_uri = artifact_uri
+        super().__init__(resolve_artifact_url(artifact_uri, self.scope),
+                         tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+    @property
+    def _host_creds(self) -> MlflowHostCreds:
+        return auth.host_creds(self.scope, host=self.artifact_uri)
+
+    def _is_multipart_upload_enabled(self) -> bool:
+        return False
+
+    @_auth_errors
+    def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        super().log_artifact(local_file, artifact_path)
+
+    @_auth_errors
+    def _download_file(self, remote_file_path: str, local_path: str) -> None:
+        super()._download_file(remote_file_path, local_path)
+
+    @_auth_errors
+    def delete_artifacts(self, artifact_path: str | None = None) -> None:
+        super().delete_artifacts(artifact_path)
+
+    @_auth_errors
+    def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
+        """List one directory level (``[]`` when ``path`` names a single file, like MLflow)."""
+        api_base = f"{self.scope.rest_base_url}{API_ROOT}"
+        root = self.artifact_uri[len(api_base + ARTIFACTS_ENDPOINT):].strip("/")
+        query = posixpath.join(root, path) if path else root
+        resp = http_request(auth.host_creds(self.scope, host=api_base), ARTIFACTS_ENDPOINT, "GET",
+                            params={"path": query})
+        augmented_raise_for_status(resp)
+        infos = []
+        for entry in resp.json().get("files", []):
+            rel = validate_path_is_safe(entry["path"])
+            size = int(entry["file_size"]) if "file_size" in entry else None
+            infos.append(FileInfo(posixpath.join(path, rel) if path else rel, entry["is_dir"], size))
+        if (path is not None and len(infos) == 1 and not infos[0].is_dir
+                and infos[0].path == posixpath.join(path, posixpath.basename(path))):
+            return []
+        return sorted(infos, key=lambda info: info.path)

@@ -1,0 +1,159 @@
+"""Start/stop a real ``mlflow server`` (and optionally the front door as a process) on 127.0.0.1.
+
+Shared by ``tests/tracking/conftest.py`` and ``benchmarks/tracking.py``. Every process is started
+in its own session (process group) and stopped by that group id only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+RESOURCE_GROUP = "rg-tests"
+WORKSPACE = "ws-tests"
+SCOPE_PATH = (f"subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+              f"Microsoft.MachineLearningServices/workspaces/{WORKSPACE}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def workspace_uri(port: int, scope_path: str = SCOPE_PATH) -> str:
+    return f"azureml://127.0.0.1:{port}/mlflow/v1.0/{scope_path}"
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM the process group we created for ``proc``; SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_REGISTRY_", "MLFLOW_EXPERIMENT_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class MlflowServer:
+    """A running ``mlflow server`` (SQLite backend, proxied artifacts in ``artifacts_dir``)."""
+
+    process: subprocess.Popen
+    port: int
+    root: Path
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
+    """Start ``python -m mlflow server`` under ``root`` and wait until ``/health`` answers."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "artifacts").mkdir(exist_ok=True)
+    port = free_port()
+    log_path = root / "server.log"
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True)
+    server = MlflowServer(proc, port, root, log_path)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
+                    return server
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"mlflow server not ready after {timeout:.0f}s:\n{server.log_tail()}")
+    except BaseException:
+        server.stop()
+        raise
+
+
+@dataclass
+class FrontDoorProcess:
+    """The front door running as its own process (used by the benchmark)."""
+
+    process: subprocess.Popen
+    port: int
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_front_door_process(upstream: str, token: str, timeout: float = 30.0) -> FrontDoorProcess:
+    """Run ``ws_front_door.py`` as a process; the token is passed in its env, never on argv."""
+    env = _child_env()
+    env["WS_FRONT_DOOR_TOKEN"] = token
+    cmd = [sys.executable, str(HERE / "ws_front_door.py"), "--upstream", upstream,
+           "--scope", SCOPE_PATH, "--token-env", "WS_FRONT_DOOR_TOKEN"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True)
+    door = FrontDoorProcess(proc, 0)
+    deadline = time.monotonic() + timeout
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"front door did not start (exit code {proc.poll()})")
+        door.port = int(line.split()[1])
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{door.port}/", timeout=2)
+                return door
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise TimeoutError("front door not reachable")
+    except BaseException:
+        door.stop()
+        raise
