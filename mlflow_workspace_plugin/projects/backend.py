@@ -40,6 +40,8 @@ class WorkspaceProjectBackend(AbstractBackend):
         config = parse_backend_config(backend_config)
         from_cli = invoked_from_mlflow_cli()
         tracking_uri, experiment_id = resolve_workspace_tracking(tracking_uri, experiment_id)
+        if os.path.isdir(project_uri):
+            ensure_mlproject(project_uri, entry_point)
         work_dir = fetch_and_validate_project(project_uri, version, entry_point, params)
         project = load_project(work_dir)
         params = normalise_parameters(params)
@@ -87,6 +89,18 @@ class WorkspaceProjectBackend(AbstractBackend):
             experiment_id=experiment_id,
         )
         return wait_if_cli(submitted, from_cli)
+
+
+def ensure_mlproject(work_dir: str, entry_point: str) -> None:
+    """MLflow silently treats a folder without MLproject as a project with no entry points;
+    say plainly what is missing unless the entry point is a script file."""
+    if os.path.splitext(entry_point)[1] in (".py", ".sh"):
+        return
+    if not any(name.lower() == "mlproject" for name in os.listdir(work_dir)):
+        raise ExecutionException(
+            f"No MLproject file in {work_dir}: entry point {entry_point!r} cannot be resolved. "
+            "Add an MLproject file, or pass a script as the entry point (e.g. -e train.py)."
+        )
 
 
 def invoked_from_mlflow_cli() -> bool:

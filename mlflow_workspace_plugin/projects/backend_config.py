@@ -130,8 +130,9 @@ def parse_backend_config(raw: Any) -> BackendConfig:
         raise BackendConfigError(
             f"env manager {env_manager!r} is not supported; allowed: {', '.join(ENV_MANAGERS)}"
         )
-    is_remote = compute is not None and compute.strip() != "local"
-    if use_conda is True and env_manager not in (None, "conda") and not is_remote:
+    if compute is not None:
+        use_conda = None  # the seeds: with COMPUTE, the environment comes from the compute target
+    if use_conda is True and env_manager not in (None, "conda"):
         raise BackendConfigError(
             f"backend_config {USE_CONDA}=true conflicts with env_manager={env_manager!r}: "
             f"drop {USE_CONDA} or use env_manager='conda'"

@@ -41,7 +41,7 @@ def _limit(env: str, default: float) -> float:
     return value
 
 
-def load_ignore_spec(root: Path) -> tuple[pathspec.PathSpec, str | None]:
+def load_ignore_spec(root: Path) -> tuple[pathspec.GitIgnoreSpec, str | None]:
     """The ignore rules: ``.amlignore`` if present, else ``.gitignore``, plus fixed exclusions."""
     lines = list(ALWAYS_EXCLUDED)
     used = None
@@ -51,7 +51,7 @@ def load_ignore_spec(root: Path) -> tuple[pathspec.PathSpec, str | None]:
             lines += candidate.read_text(encoding="utf-8", errors="replace").splitlines()
             used = name
             break
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines), used
+    return pathspec.GitIgnoreSpec.from_lines(lines), used
 
 
 def collect_snapshot(root: str | os.PathLike) -> Snapshot:
