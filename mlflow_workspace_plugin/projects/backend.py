@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 import mlflow
 from mlflow import MlflowClient
@@ -118,13 +120,28 @@ def wait_if_cli(submitted: SubmittedRun, from_cli: bool) -> SubmittedRun:
     """From the CLI, stream to the end and fail with a non-zero exit (ExecutionException)."""
     if not from_cli:
         return submitted
+    previous = _interrupt_on_sigterm()
     try:
         submitted.wait()  # raises ExecutionException with the error tail on failure
     except KeyboardInterrupt:
         _logger.error("=== Run (ID '%s') interrupted, cancelling run ===", submitted.run_id)
         submitted.cancel()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return submitted
+
+
+def _interrupt_on_sigterm():
+    """While the CLI waits, treat SIGTERM like Ctrl-C so the run is cancelled, not orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _raise_interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def resolve_workspace_tracking(tracking_uri: str, experiment_id: str) -> tuple[str, str]:

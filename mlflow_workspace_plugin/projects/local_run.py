@@ -49,6 +49,7 @@ class LocalProjectRun(SubmittedRun):
         self._work_dir = Path(work_dir)
         self._raise_on_failure = raise_on_failure
         self._cancelled = threading.Event()
+        self._done = threading.Event()  # not Thread.join: an interrupted join can corrupt it
         self._final_status: str | None = None
         self._error: str | None = None
         self._scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-{run_id[:8]}-"))
@@ -84,14 +85,14 @@ class LocalProjectRun(SubmittedRun):
 
     def wait(self) -> bool:
         """Block until the run has ended and its capture is uploaded; True iff FINISHED."""
-        while self._watcher.is_alive():
-            self._watcher.join(0.5)
+        while not self._done.wait(0.5):
+            pass
         if self._final_status != "FINISHED" and self._raise_on_failure:
             raise ExecutionException(self.failure_message())
         return self._final_status == "FINISHED"
 
     def get_status(self) -> str:
-        if self._watcher.is_alive() or self._final_status is None:
+        if not self._done.is_set() or self._final_status is None:
             return RunStatus.to_string(RunStatus.RUNNING)
         return self._final_status
 
@@ -104,7 +105,7 @@ class LocalProjectRun(SubmittedRun):
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL)
             self._proc.wait()
-        self._watcher.join(60)
+        self._done.wait(60)
 
     # ---------------------------------------------------------------- details
     @property
@@ -146,7 +147,13 @@ class LocalProjectRun(SubmittedRun):
             self._error = self._error or f"{what} failed: {exc}"
 
     def _watch(self) -> None:
-        code = self._proc.wait()
+        try:
+            self._finish(self._proc.wait())
+        finally:
+            self._done.set()
+            _active_runs.discard(self)
+
+    def _finish(self, code: int) -> None:
         self._tee.close()
         if self._snapshot_thread is not None:
             self._snapshot_thread.join()
@@ -167,7 +174,6 @@ class LocalProjectRun(SubmittedRun):
         if status == "FAILED":
             _logger.error("=== %s ===", self.failure_message())
         capture.remove_tree(self._scratch)
-        _active_runs.discard(self)
 
 
 @atexit.register
