@@ -55,11 +55,12 @@ def test_ui_serves_the_local_workspace(local_tracking):
         while time.time() < deadline:
             try:
                 response = requests.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search",
-                                         json={"max_results": 10}, timeout=2)
+                                         json={"max_results": 10}, timeout=10)
                 if response.ok:
                     break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+            except requests.RequestException:  # not listening yet, or still starting up
+                pass
+            time.sleep(0.5)
         names = [e["name"] for e in response.json()["experiments"]]
         assert "seen-in-ui" in names
     finally:
