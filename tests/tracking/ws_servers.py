@@ -88,7 +88,11 @@ class MlflowServer:
 
 
 def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
-    """Start ``python -m mlflow server`` under ``root`` and wait until ``/health`` answers."""
+    """Start ``python -m mlflow server`` under ``root`` and wait until ``/health`` answers.
+
+    The server's background job runner (huey consumers for GenAI jobs) is switched off: it is not
+    needed here and its start-up competes for the two cores with the code under test.
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / "artifacts").mkdir(exist_ok=True)
     port = free_port()
@@ -100,9 +104,11 @@ def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
     ]
+    env = _child_env()
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True)
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     server = MlflowServer(proc, port, root, log_path)
     deadline = time.monotonic() + timeout
     try:
@@ -119,6 +125,34 @@ def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
     except BaseException:
         server.stop()
         raise
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """CPU time (user+system) of all live processes in session ``session_id`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def wait_until_idle(process: subprocess.Popen, timeout: float = 60.0, busy: float = 0.05) -> None:
+    """Wait until the session started for ``process`` uses < ``busy`` CPU-seconds per second."""
+    deadline = time.monotonic() + timeout
+    last = session_cpu_seconds(process.pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = session_cpu_seconds(process.pid)
+        if now - last < busy:
+            return
+        last = now
 
 
 @dataclass
