@@ -7,8 +7,6 @@ from pathlib import Path
 import mlflow
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 def _reset_mlflow_tracking() -> None:
     from mlflow.tracking._tracking_service import utils as tracking_utils

@@ -6,6 +6,8 @@ import json
 import textwrap
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def write_project(root: Path, script: str, *, parameters: str = "", command: str | None = None,
                   extra_files: dict[str, str] | None = None, mlproject: str | None = None) -> Path:

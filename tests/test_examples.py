@@ -8,10 +8,8 @@ import sys
 
 from mlflow import MlflowClient
 
-from helpers import artifact_paths
+from helpers import REPO_ROOT, artifact_paths
 from mlflow_workspace_plugin import Workspace
-
-from conftest import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
 
