@@ -60,22 +60,22 @@ class WorkspaceProjectBackend(AbstractBackend):
         client.set_tag(run_id, MLFLOW_PROJECT_BACKEND, BACKEND_NAME)
         client.set_tag(run_id, MLFLOW_PROJECT_ENV, env_kind)
         client.set_tag(run_id, COMPUTE_TAG, "local")
-        try:
+        try:  # preparing the environment or starting the process can still fail: end the run FAILED
             prepared = prepare_environment(env_kind, project, work_dir, active_run, config)
             command = prepared.wrap(get_entry_point_command(project, entry_point, params, config.storage_dir)[0])
+            submitted = LocalProjectRun(
+                run_id=run_id,
+                command=command,
+                work_dir=work_dir,
+                env=child_environment(tracking_uri, run_id, experiment_id),
+                tracking_uri=tracking_uri,
+                snapshot=snapshot,
+                echo=config.stream_output,
+                raise_on_failure=config.synchronous or from_cli,
+            )
         except BaseException:
             client.set_terminated(run_id, "FAILED")
             raise
-        submitted = LocalProjectRun(
-            run_id=run_id,
-            command=command,
-            work_dir=work_dir,
-            env=child_environment(tracking_uri, run_id, experiment_id),
-            tracking_uri=tracking_uri,
-            snapshot=snapshot,
-            echo=config.stream_output,
-            raise_on_failure=config.synchronous or from_cli,
-        )
         return wait_if_cli(submitted, from_cli)
 
     def _run_remote(self, project_uri, project, work_dir, entry_point, params, version, config: BackendConfig,
