@@ -8,7 +8,9 @@ from mlflow_workspace_plugin.errors import WorkspaceConfigError
 from mlflow_workspace_plugin.workspace import ComputeTarget
 
 # type -> "module:Class" of its ComputeAdapter; imported lazily so optional deps stay optional.
-ADAPTER_TYPES: dict[str, str] = {}
+ADAPTER_TYPES: dict[str, str] = {
+    "ray": "mlflow_workspace_plugin.compute.ray_jobs:RayJobsAdapter",
+}
 
 
 def adapter_class(target: ComputeTarget):

@@ -1,0 +1,186 @@
+"""Start and stop a private, loopback-only, single-node Ray head (tests, benchmarks, a laptop).
+
+The command is the one verified for this project::
+
+    RAY_USAGE_STATS_ENABLED=0 ray start --head --block --node-ip-address=127.0.0.1 \\
+        --dashboard-host=127.0.0.1 --port=<free> --dashboard-port=<free> --num-cpus=2 \\
+        --temp-dir=<private dir> --disable-usage-stats
+
+run under ``setsid``, plus (checked with Ray 2.60):
+
+- ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: without it Ray replaces ``127.0.0.1`` with the
+  machine's routable IP and its GCS / raylet / agents listen on every interface; with it the
+  node stays single-node and everything listens on 127.0.0.1 only.
+- ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0``: ``ray start --block`` otherwise "drains" for up to
+  30 s on SIGTERM before stopping its processes.
+- every other port Ray would take at a fixed default (client server 10001, agent 52365, ...)
+  is a free port too, so several heads can run side by side.
+
+:meth:`LocalRayHead.stop` stops exactly what :meth:`start` started: SIGTERM to the head's process
+group, then SIGKILL to every process still in its session (Ray workers make their own process
+groups). It never runs ``ray stop``, which kills every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+LOOPBACK = "127.0.0.1"
+HEAD_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+}
+_EXTRA_PORT_FLAGS = (
+    "--ray-client-server-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+    "--metrics-export-port", "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port",
+)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def ray_executable() -> str:
+    """The ``ray`` CLI next to this interpreter (so the head runs the Python that has the plugin)."""
+    candidate = Path(sys.executable).parent / "ray"
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("ray")
+    if found is None:
+        raise RuntimeError("The 'ray' command is not installed: pip install 'mlflow-workspace-plugin[ray]'")
+    return found
+
+
+class LocalRayHead:
+    """A Ray head on 127.0.0.1 with a private temp dir; use as a context manager or start()/stop()."""
+
+    def __init__(self, num_cpus: int = 2, temp_dir: str | os.PathLike | None = None) -> None:
+        self.num_cpus = num_cpus
+        # Ray's socket paths must stay under ~107 bytes: keep the temp dir short.
+        self.temp_dir = Path(temp_dir) if temp_dir else Path(tempfile.mkdtemp(prefix="rayh-", dir="/tmp"))
+        self._owns_temp_dir = temp_dir is None
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        """The job API (dashboard) address for ``JobSubmissionClient`` / a compute target."""
+        return f"http://{LOOPBACK}:{self.dashboard_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.temp_dir / "head.log"
+
+    def command(self) -> list[str]:
+        command = [
+            ray_executable(), "start", "--head", "--block",
+            f"--node-ip-address={LOOPBACK}", f"--dashboard-host={LOOPBACK}",
+            f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
+            f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+        ]
+        used = {self.port, self.dashboard_port}
+        for flag in _EXTRA_PORT_FLAGS:
+            port = free_port()
+            while port in used:
+                port = free_port()
+            used.add(port)
+            command.append(f"{flag}={port}")
+        return command
+
+    def start(self, timeout: float = 90.0) -> "LocalRayHead":
+        """Start the head under a new session and wait until its job API answers."""
+        env = {**os.environ, **HEAD_ENV}
+        env.pop("RAY_ADDRESS", None)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Ray head exited with code {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.address}/api/version", timeout=1.0).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"Ray head at {self.address} not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the head's process group, then SIGKILL whatever of its session is left."""
+        process, self.process = self.process, None
+        if process is not None:
+            session = process.pid
+            _signal_group(session, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(session, signal.SIGKILL)
+                process.wait(10)
+            deadline = time.monotonic() + 5
+            while (leftovers := session_members(session)) and time.monotonic() < deadline:
+                for pid in leftovers:
+                    _signal(pid, signal.SIGKILL)
+                time.sleep(0.2)
+        if self._owns_temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> "LocalRayHead":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def session_members(session_id: int) -> list[int]:
+    """Live (non-zombie) processes whose session id is ``session_id`` (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields after "(comm)": state ppid pgrp session ...
+        if fields[0] != "Z" and int(fields[3]) == session_id:
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,269 @@
+"""End-to-end on a real local Ray head: ``backend_config={"COMPUTE": ...}`` runs the project as a
+Ray job; assertions are on the tracking store and on Ray's own job records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import ExecutionException, MlflowException
+
+pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]'): "
+                                                 "Ray compute tests need a real Ray head")
+
+from helpers import artifact_paths, read_artifact, write_project  # noqa: E402
+from ray_cluster import (  # noqa: E402,F401  (fixtures)
+    compute_targets, job_client, ray_head, ray_workspace, wait_for_log, write_workspace,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+FAILING_SCRIPT = """
+    import sys
+    print("about to fail")
+    print("Traceback: ValueError: boom-line", file=sys.stderr)
+    sys.exit(3)
+"""
+
+OUTPUTS_SCRIPT = """
+    import sys, time, mlflow
+    from pathlib import Path
+    time.sleep(2)
+    mlflow.log_metric("loss", 0.5)
+    Path("outputs/sub").mkdir(parents=True, exist_ok=True)
+    Path("outputs/sub/model.txt").write_text("weights")
+    Path("outputs/arg.txt").write_text(sys.argv[1])
+    Path("logs").mkdir(exist_ok=True)
+    Path("logs/train.log").write_text("epoch 1")
+"""
+
+LONG_SCRIPT = """
+    import os, time
+    print(f"started pid={os.getpid()}", flush=True)
+    time.sleep(300)
+"""
+
+
+def remote(path, compute: str, **kwargs):
+    return mlflow.projects.run(str(path), backend="azureml",
+                               backend_config={"COMPUTE": compute, "USE_CONDA": False}, **kwargs)
+
+
+def all_runs(client: MlflowClient):
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_seed000_root_project_runs_on_ray_with_pip_env(ray_workspace, ray_head, capfd):
+    submitted = mlflow.projects.run(uri=str(REPO_ROOT), parameters={"alpha": 0.3}, backend="azureml",
+                                    backend_config={"COMPUTE": "cpu-cluster", "USE_CONDA": False})
+    client = MlflowClient()
+    run = client.get_run(submitted.run_id)
+    assert submitted.get_status() == "FINISHED" and run.info.status == "FINISHED"
+    assert run.data.params["alpha"] == "0.3"
+    assert {"training_score", "training_r2_score", "test_rmse", "test_r2"} <= set(run.data.metrics)
+    job_id = f"mlflow-{run.info.run_id}"
+    assert run.data.tags["mlflow.project.backend"] == "azureml"
+    assert run.data.tags["azureml.compute"] == "cpu-cluster"
+    assert run.data.tags["azureml.compute.type"] == "ray"
+    assert run.data.tags["ray.job_id"] == job_id
+    assert run.data.tags["mlflow.project.env"] == "pip"
+
+    paths = set(artifact_paths(client, run.info.run_id))
+    assert {"outputs/metrics.txt", "user_logs/std_log.txt", "snapshot/train.py", "snapshot/MLproject",
+            "snapshot/conda.yaml"} <= paths
+    assert not [p for p in paths if p.startswith(("snapshot/outputs/", "snapshot/.git/"))]
+    assert read_artifact(client, run.info.run_id, "outputs/metrics.txt").startswith("rmse=")
+    assert "ElasticNet(alpha=0.3)" in read_artifact(client, run.info.run_id, "user_logs/std_log.txt")
+    assert "ElasticNet(alpha=0.3)" in capfd.readouterr().out  # streamed live from the driver log
+
+    info = job_client(ray_head).get_job_info(job_id)
+    assert info.status == "SUCCEEDED"
+    assert "scikit-learn>=1.3" in info.runtime_env["pip"]["packages"]
+    env_vars = info.runtime_env["env_vars"]
+    assert env_vars["MLFLOW_RUN_ID"] == run.info.run_id and env_vars["MLFLOW_TRACKING_URI"] == ray_workspace
+    assert not {"PATH", "HOME", "MLFLOW_WORKSPACE_HOME", "MLFLOW_WORKSPACE_CONFIG"} & set(env_vars)
+    assert info.entrypoint.startswith("python -m mlflow_workspace_plugin.compute.job_runner -- ")
+
+
+def test_async_run_with_address_from_env_captures_outputs(ray_workspace, ray_head, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_RAY_ADDRESS", ray_head.address)
+    project = write_project(tmp_path / "proj", OUTPUTS_SCRIPT, parameters="msg: {type: string}",
+                            command="python script.py {msg}",
+                            extra_files={".amlignore": "data/\n", "data/big.csv": "1,2\n",
+                                         ".gitignore": "notes.txt\n", "notes.txt": "kept: .amlignore wins"})
+    nasty = "a b; touch hacked.txt && echo $(whoami) `id` 'q' \"dq\""
+    submitted = remote(project, "env-cluster", parameters={"msg": nasty}, synchronous=False)
+    assert submitted.get_status() == "RUNNING"
+    assert MlflowClient().get_run(submitted.run_id).info.status == "RUNNING"
+    assert submitted.wait() is True
+    assert submitted.get_status() == "FINISHED"
+
+    client = MlflowClient()
+    run = client.get_run(submitted.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["loss"] == 0.5
+    assert run.data.tags["azureml.compute"] == "env-cluster" and run.data.tags["mlflow.project.env"] == "inherit"
+    paths = set(artifact_paths(client, run.info.run_id))
+    assert {"outputs/sub/model.txt", "outputs/arg.txt", "logs/train.log", "user_logs/std_log.txt",
+            "snapshot/script.py", "snapshot/notes.txt"} <= paths
+    assert not [p for p in paths if p.startswith("snapshot/data")]
+    assert read_artifact(client, run.info.run_id, "outputs/arg.txt") == nasty
+    assert job_client(ray_head).get_job_info(f"mlflow-{run.info.run_id}").runtime_env.get("pip") is None
+
+
+def test_failure_raises_with_log_tail_and_marks_failed(ray_workspace, ray_head, tmp_path):
+    with pytest.raises(ExecutionException) as err:
+        remote(write_project(tmp_path / "proj", FAILING_SCRIPT), "fast-cluster")
+    message = str(err.value)
+    assert "exit code 3" in message and "boom-line" in message and "fast-cluster" in message
+    client = MlflowClient()
+    (run,) = all_runs(client)
+    assert run.info.status == "FAILED"
+    assert "about to fail" in read_artifact(client, run.info.run_id, "user_logs/std_log.txt")
+    assert job_client(ray_head).get_job_status(f"mlflow-{run.info.run_id}") == "FAILED"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs a system python without the plugin")
+def test_job_python_without_plugin_fails_run_with_hint(ray_workspace, tmp_path):
+    submitted = remote(write_project(tmp_path / "proj", "print('never')"), "no-plugin", synchronous=False)
+    assert submitted.wait() is False
+    assert submitted.get_status() == "FAILED"
+    assert MlflowClient().get_run(submitted.run_id).info.status == "FAILED"  # set by the caller side
+    assert "cannot import mlflow_workspace_plugin" in submitted.failure_message()
+
+
+def test_cancel_stops_ray_job_and_marks_killed(ray_workspace, ray_head, tmp_path):
+    submitted = remote(write_project(tmp_path / "proj", LONG_SCRIPT), "fast-cluster", synchronous=False)
+    job_id = f"mlflow-{submitted.run_id}"
+    logs = wait_for_log(ray_head, job_id, "started pid=")
+    pid = int(logs.split("started pid=")[1].split()[0])
+    started = time.monotonic()
+    submitted.cancel()
+    assert time.monotonic() - started < 35
+    assert submitted.get_status() == "KILLED"
+    assert submitted.wait() is False
+    assert MlflowClient().get_run(submitted.run_id).info.status == "KILLED"
+    assert job_client(ray_head).get_job_status(job_id) == "STOPPED"
+    deadline = time.monotonic() + 15
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(pid)
+    assert "started pid=" in read_artifact(MlflowClient(), submitted.run_id, "user_logs/std_log.txt")
+
+
+def test_runtime_env_failure_is_a_clear_error_and_failed_run(ray_workspace, tmp_path):
+    with pytest.raises(ExecutionException) as err:
+        remote(write_project(tmp_path / "proj", "print('never')"), "broken-env")
+    assert "runtime environment could not be built" in str(err.value)
+    assert "mlflow-ws-missing-pkg" in str(err.value)
+    (run,) = all_runs(MlflowClient())
+    assert run.info.status == "FAILED"
+
+
+def test_unreachable_cluster_fails_fast_naming_address_before_any_run(ray_workspace, tmp_path):
+    from mlflow_workspace_plugin import Workspace
+
+    address = Workspace.from_config().get_compute_target("dead-cluster").settings["address"]
+    started = time.monotonic()
+    with pytest.raises(MlflowException) as err:
+        remote(write_project(tmp_path / "proj", "print('x')"), "dead-cluster")
+    assert time.monotonic() - started < 15
+    assert address in str(err.value) and "not reachable" in str(err.value)
+    assert not all_runs(MlflowClient())
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ({"type": "ray", "adress": "http://127.0.0.1:1"}, "'compute.bad.adress' is not recognised"),
+        ({"type": "ray", "address": "ray://127.0.0.1:10001"}, "'compute.bad.address' = 'ray://127.0.0.1:10001' is not allowed"),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "environment": "conda"},
+         "'compute.bad.environment' = 'conda' is not allowed: use 'pip' or 'inherit'"),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "environment": "inherit", "extra_pip": ["x"]},
+         "'compute.bad.extra_pip' needs \"environment\": \"pip\""),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "address_env": "X"}, "cannot be combined"),
+        ({"type": "ray", "address_env": "MLFLOW_WS_TEST_UNSET_ADDRESS"}, "$MLFLOW_WS_TEST_UNSET_ADDRESS is not set"),
+        ({"type": "slurm"}, "supported compute types: ray"),
+    ],
+)
+def test_bad_target_settings_fail_before_any_run(tmp_path, monkeypatch, target, expected):
+    from mlflow_workspace_plugin import Workspace
+
+    config = write_workspace(tmp_path / "ws", {"bad": target})
+    monkeypatch.setenv("MLFLOW_WORKSPACE_CONFIG", str(config))
+    monkeypatch.delenv("MLFLOW_WS_TEST_UNSET_ADDRESS", raising=False)
+    mlflow.set_tracking_uri(Workspace.from_config().get_mlflow_tracking_uri())
+    with pytest.raises(MlflowException) as err:
+        remote(write_project(tmp_path / "proj", "open('ran.txt', 'w').write('x')"), "bad")
+    assert expected in str(err.value)
+    assert not all_runs(MlflowClient())
+
+
+# ----------------------------------------------------------------------------- the mlflow CLI
+def cli_env(ray_head, tmp_path) -> dict[str, str]:
+    config = write_workspace(tmp_path / "cli-ws", compute_targets(ray_head.address))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env["MLFLOW_WORKSPACE_CONFIG"] = str(config)
+    return env
+
+
+def cli_client(env) -> MlflowClient:
+    from mlflow_workspace_plugin import Workspace
+
+    return MlflowClient(Workspace.from_config(env["MLFLOW_WORKSPACE_CONFIG"]).get_mlflow_tracking_uri())
+
+
+def test_cli_runs_seed000_on_ray_streams_and_waits(ray_head, tmp_path):
+    env = cli_env(ray_head, tmp_path)
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "--backend", "azureml",
+               "--backend-config", json.dumps({"COMPUTE": "cpu-cluster"}), "-P", "alpha=0.3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ElasticNet(alpha=0.3)" in result.stdout
+    (run,) = all_runs(cli_client(env))
+    assert run.info.status == "FINISHED" and run.data.tags["azureml.compute"] == "cpu-cluster"
+    assert "test_rmse" in run.data.metrics
+
+
+def test_cli_ctrl_c_stops_the_ray_job(ray_head, tmp_path):
+    env = cli_env(ray_head, tmp_path)
+    project = write_project(tmp_path / "proj", LONG_SCRIPT)
+    command = [sys.executable, "-m", "mlflow", "run", str(project), "--backend", "azureml",
+               "--backend-config", json.dumps({"COMPUTE": "fast-cluster"})]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    try:
+        deadline = time.monotonic() + 90
+        for line in proc.stdout:
+            seen.append(line)
+            if "started pid=" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, "".join(seen) + rest
+    (run,) = all_runs(cli_client(env))
+    assert run.info.status == "KILLED"
+    assert job_client(ray_head).get_job_status(f"mlflow-{run.info.run_id}") == "STOPPED"
