@@ -92,6 +92,14 @@ class CachedCredential:
                 self._refresh_at = min(self._refresh_at, float(refresh_on))
             return token
 
+    def invalidate(self, token: str | None = None) -> bool:
+        """Drop the cached token (only if it is ``token``, when given: another thread may already
+        have replaced it). True: the next :meth:`token` call may return a different token."""
+        with self._lock:
+            if token is None or token == self._token:
+                self._token, self._refresh_at, self._expires_on = None, 0.0, 0.0
+            return True
+
     def known_token(self) -> str | None:
         return self._token
 
@@ -150,6 +158,17 @@ def get_token(scope: WorkspaceScope) -> str:
                 f"{TOKEN_ENV} to a valid token for this workspace."
             ) from None
     return _default_token(scope)
+
+
+def invalidate_token(scope: WorkspaceScope, token: str | None = None) -> bool:
+    """Forget the cached credential token for ``scope`` after the workspace rejected ``token``
+    (HTTP 401), so the next request fetches a fresh one. True if a retry may get another token;
+    False for a static ``$MLFLOW_TRACKING_TOKEN`` (nothing to refresh)."""
+    if os.environ.get(TOKEN_ENV):
+        return bool(token) and os.environ.get(TOKEN_ENV) != token
+    with _registry_lock:
+        cached = _registered.get(scope) or _default
+    return cached.invalidate(token) if cached is not None else False
 
 
 def host_creds(scope: WorkspaceScope, host: str | None = None) -> MlflowHostCreds:

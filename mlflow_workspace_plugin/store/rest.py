@@ -1,8 +1,12 @@
 """MLflow's own REST stores, pointed at a workspace with its bearer token.
 
 Nothing of the REST protocol is re-implemented: ``get_host_creds`` (called before every request)
-supplies ``MlflowHostCreds(<workspace REST base>, token=<current token>)``, and a 401/403 answer
-is turned into a :class:`~mlflow_workspace_plugin.auth.WorkspaceAuthError` naming the credential.
+supplies ``MlflowHostCreds(<workspace REST base>, token=<current token>)``; a 401 answer makes the
+credential cache drop its token and the request is retried once; a 401/403 after that is turned
+into a :class:`~mlflow_workspace_plugin.auth.WorkspaceAuthError` naming the credential.
+
+Run data (metrics, params, tags, run-status updates) goes through reliable logging
+(:mod:`mlflow_workspace_plugin.reliable`): journaled locally, sent in batches in the background.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from mlflow.store.model_registry.rest_store import RestStore as _RegistryRestSto
 from mlflow.store.tracking.rest_store import RestStore as _TrackingRestStore
 
 from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.store.reliable_store import ReliableLogging
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 
 class _AuthErrors:
-    """Mixin: re-raise 401/403 REST errors as one clear auth error (token never included)."""
+    """Mixin: one token refresh on 401, then 401/403 as one clear auth error (token never included)."""
 
     scope: WorkspaceScope
 
@@ -30,15 +35,23 @@ class _AuthErrors:
             status = auth.http_status_of(exc)
             if status is None:
                 raise
+            if status == 401 and auth.invalidate_token(self.scope):
+                try:
+                    return super()._call_endpoint(*args, **kwargs)
+                except MlflowException as again:
+                    status = auth.http_status_of(again)
+                    if status is None:
+                        raise
             raise auth.rejected(self.scope, status) from None
 
 
-class WorkspaceTrackingStore(_AuthErrors, _TrackingRestStore):
-    """``mlflow.store.tracking.rest_store.RestStore`` for one workspace."""
+class WorkspaceTrackingStore(ReliableLogging, _AuthErrors, _TrackingRestStore):
+    """``mlflow.store.tracking.rest_store.RestStore`` for one workspace, with reliable logging."""
 
-    def __init__(self, scope: WorkspaceScope) -> None:
+    def __init__(self, scope: WorkspaceScope, tracking_uri: str | None = None) -> None:
         self.scope = scope
-        super().__init__(partial(auth.host_creds, scope))
+        _TrackingRestStore.__init__(self, partial(auth.host_creds, scope))
+        self._init_reliable(scope, tracking_uri or scope.tracking_uri)
 
 
 class WorkspaceRegistryStore(_AuthErrors, _RegistryRestStore):

@@ -9,8 +9,12 @@ if TYPE_CHECKING:
 
 
 def tracking_store_builder(store_uri: str, artifact_uri: str | None = None) -> WorkspaceTrackingStore:
-    """Build MLflow's REST tracking store against the workspace REST base (bad URI -> clear error)."""
+    """Build MLflow's REST tracking store against the workspace REST base (bad URI -> clear error).
+
+    Building it starts reliable logging for the workspace, including a background replay of
+    journals that earlier processes left behind.
+    """
     from mlflow_workspace_plugin.store.rest import WorkspaceTrackingStore
     from mlflow_workspace_plugin.uri import parse_workspace_uri
 
-    return WorkspaceTrackingStore(parse_workspace_uri(store_uri))
+    return WorkspaceTrackingStore(parse_workspace_uri(store_uri), store_uri)

@@ -1,0 +1,188 @@
+"""The durable spill: one SQLite (WAL) journal file per process, per workspace.
+
+Layout: ``$MLFLOW_WORKSPACE_HOME/journal/<workspace hash>/<host>-<pid>-<random>.db`` plus a
+``.lock`` file held (``flock``) for the owning process's lifetime. The lock is taken *before*
+the ``.db`` file exists, so a journal whose lock can be taken belongs to a dead process
+("orphan") and may be replayed by whoever holds its lock.
+
+Schema (``entries``): ``seq`` INTEGER PRIMARY KEY AUTOINCREMENT (logging order), ``run_id``,
+``kind`` (metric / param / tag / run_update), ``key``, ``payload`` (JSON: value, timestamp, step,
+...), ``created``. ``meta`` holds the tracking URI (never a token) and the format version.
+A row is deleted once the server acknowledged it (or rejected it for good).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from mlflow_workspace_plugin.local_workspace import default_home
+from mlflow_workspace_plugin.reliable import settings
+from mlflow_workspace_plugin.reliable.entries import Entry, decode
+from mlflow_workspace_plugin.reliable.filelock import ProcessLock
+from mlflow_workspace_plugin.uri import WorkspaceScope
+
+FORMAT_VERSION = "1"
+JOURNAL_DIR = "journal"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def workspace_dir(scope: WorkspaceScope, home: Path | None = None) -> Path:
+    """``<home>/journal/<hash of host + workspace identity>``."""
+    identity = "|".join((scope.host, scope.subscription_id, scope.resource_group, scope.workspace_name))
+    digest = hashlib.sha256(identity.lower().encode()).hexdigest()[:16]
+    return (home or default_home()) / JOURNAL_DIR / digest
+
+
+def journal_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.db")) if directory.is_dir() else []
+
+
+class Journal:
+    """One journal file; thread-safe (one connection, one lock)."""
+
+    def __init__(self, path: Path, lock: ProcessLock, conn: sqlite3.Connection) -> None:
+        self.path, self._lock, self._conn = path, lock, conn
+        self._mutex = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, directory: Path, tracking_uri: str) -> "Journal":
+        """A new journal owned by this process (lock first, then the database file)."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stem = f"{_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        lock = ProcessLock.try_acquire(directory / f"{stem}.lock")
+        if lock is None:  # pragma: no cover - random name collision
+            raise RuntimeError(f"journal lock {stem} is held by another process")
+        path = directory / f"{stem}.db"
+        conn = _connect(path, create=True)
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                             [("tracking_uri", tracking_uri), ("format", FORMAT_VERSION),
+                              ("pid", str(os.getpid())), ("created", str(time.time()))])
+        return cls(path, lock, conn)
+
+    @classmethod
+    def open_orphan(cls, path: Path) -> "Journal | None":
+        """Lock and open a journal whose process is gone; None if it is alive or already gone."""
+        lock_path = path.with_suffix(".lock")
+        lock = ProcessLock.try_acquire(lock_path)
+        if lock is None:
+            return None
+        if not path.exists():
+            lock.release(delete=True)
+            return None
+        try:
+            conn = _connect(path, create=False)
+        except sqlite3.Error:
+            lock.release()
+            raise
+        return cls(path, lock, conn)
+
+    # ------------------------------------------------------------------ data
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Insert and commit (durable before returning); sets each entry's ``seq``."""
+        now = time.time()
+        with self._mutex:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                for entry in entries:
+                    cur.execute("INSERT INTO entries(run_id, kind, key, payload, created) VALUES (?,?,?,?,?)",
+                                (entry.run_id, entry.kind, entry.key, entry.encoded(), now))
+                    entry.seq = cur.lastrowid
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def remove(self, seqs: Sequence[int]) -> None:
+        """Forget acknowledged (or finally rejected) entries."""
+        if not seqs:
+            return
+        with self._mutex:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                cur.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in seqs])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def read(self, after: int = 0, limit: int = 5000) -> list[Entry]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT seq, run_id, kind, key, payload FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit)).fetchall()
+        return [decode(*row) for row in rows]
+
+    def iter_all(self, chunk: int = 5000) -> Iterator[list[Entry]]:
+        after = 0
+        while True:
+            rows = self.read(after, chunk)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1].seq
+
+    def count(self) -> int:
+        with self._mutex:
+            return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+    def meta(self, key: str) -> str | None:
+        with self._mutex:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ closing
+    def forget_lock(self) -> None:
+        """In a forked child: close the inherited lock descriptor without releasing the lock."""
+        self._lock.forget()
+
+    def close(self) -> bool:
+        """Close; delete the files if no entry is left. True if deleted."""
+        with self._mutex:
+            empty = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 0
+            self._conn.close()
+            if empty:
+                for suffix in ("", "-wal", "-shm"):
+                    try:
+                        os.unlink(f"{self.path}{suffix}")
+                    except FileNotFoundError:
+                        pass
+            self._lock.release(delete=empty)
+        return empty
+
+
+def _connect(path: Path, create: bool) -> sqlite3.Connection:
+    mode = "rwc" if create else "rw"
+    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None,
+                           check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={settings.journal_sync()}")
+    if create:
+        os.chmod(path, 0o600)
+        conn.executescript(_SCHEMA)
+    return conn
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "host"

@@ -1,0 +1,311 @@
+"""The per-process, per-workspace logging pipeline: journal on the caller's thread, send on a worker.
+
+``append`` journals entries (committed before it returns) and queues them; one worker thread
+takes everything queued, plans ``log_batch`` requests and delivers them one at a time, in
+logging order, deleting each entry from the journal once the server acknowledged it. Because
+only one request is in flight and entries are never re-stamped, a retry after a lost
+acknowledgement re-sends exactly the same points, which the server ignores.
+
+``flush`` waits (bounded) for entries logged so far; after one second it prints progress, and
+when time is up it says what stays in the journal and how to sync it. Rejected entries are
+collected and raised by the caller at the next flush / end of run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Sequence
+
+from mlflow.exceptions import MlflowException
+
+from mlflow_workspace_plugin.local_workspace import default_home
+from mlflow_workspace_plugin.reliable import replay, settings
+from mlflow_workspace_plugin.reliable.batching import plan
+from mlflow_workspace_plugin.reliable.entries import Entry
+from mlflow_workspace_plugin.reliable.journal import Journal, workspace_dir
+from mlflow_workspace_plugin.reliable.sender import AuthFailure, GiveUp, Sender
+from mlflow_workspace_plugin.uri import WorkspaceScope
+
+_logger = logging.getLogger(__name__)
+WINDOW = 5000  # entries taken from the queue per planning round
+
+
+class Ticket:
+    """Completion of one asynchronous call (``RunOperations`` future): all its entries done."""
+
+    def __init__(self, count: int) -> None:
+        self.remaining, self.future = count, Future()
+        self.error: MlflowException | None = None
+
+    def settle(self, error: MlflowException | None, result: Any) -> None:
+        self.error = self.error or error
+        self.remaining -= 1
+        if self.remaining == 0:
+            if self.error is not None:
+                self.future.set_exception(self.error)
+            else:
+                self.future.set_result(result)
+
+
+class Pipeline:
+    """Journal + queue + worker for one workspace in this process."""
+
+    def __init__(self, scope: WorkspaceScope, tracking_uri: str, home: Path) -> None:
+        self.scope, self.tracking_uri = scope, tracking_uri
+        self.directory = workspace_dir(scope, home)
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Entry] = collections.deque()
+        self._outstanding: dict[int, Entry] = {}
+        self._errors: list[tuple[str, MlflowException]] = []
+        self._problem: Exception | None = None
+        self._parked = False
+        self._exit_deadline: float | None = None
+        self._journal: Journal | None = None
+        self._stop = threading.Event()
+        self._sender = Sender(scope, on_problem=self._set_problem)
+        self._worker: threading.Thread | None = None
+        self._replay_stop = threading.Event()
+        self._replayer = replay.start_background(self.directory, scope, self._replay_stop)
+
+    # ------------------------------------------------------------------ logging side
+    def append(self, entries: Sequence[Entry], want_future: bool = False) -> Future | None:
+        """Journal ``entries`` (durable on return) and queue them for sending."""
+        ticket = Ticket(len(entries)) if want_future else None
+        if not entries:
+            if ticket is not None:
+                ticket.future.set_result(None)
+                return ticket.future
+            return None
+        with self._cond:
+            journal = self._ensure_journal()
+            journal.append(entries)
+            for entry in entries:
+                entry.ticket = ticket
+                self._outstanding[entry.seq] = entry
+            self._queue.extend(entries)
+            self._parked = False
+            self._ensure_worker()
+            self._cond.notify_all()
+        return ticket.future if ticket is not None else None
+
+    def pending(self, run_id: str | None = None) -> int:
+        with self._cond:
+            return sum(1 for e in self._outstanding.values() if run_id is None or e.run_id == run_id)
+
+    def flush(self, run_id: str | None = None, timeout: float | None = None) -> int:
+        """Wait until entries of ``run_id`` (or all) logged so far are done, at most ``timeout``
+        seconds (default ``MLFLOW_WORKSPACE_FLUSH_TIMEOUT``). Returns how many are still pending."""
+        started = time.monotonic()
+        limit = settings.flush_timeout() if timeout is None else timeout
+        deadline = started + limit
+        if self._exit_deadline is not None:
+            deadline = min(deadline, self._exit_deadline)
+        with self._cond:
+            targets = [s for s, e in self._outstanding.items() if run_id is None or e.run_id == run_id]
+            if targets and self._parked:
+                self._parked = False
+                self._cond.notify_all()
+        announced = False
+        while targets:
+            with self._cond:
+                targets = [s for s in targets if s in self._outstanding]
+                now = time.monotonic()
+                if not targets or now >= deadline or self._parked or isinstance(self._problem, AuthFailure):
+                    break
+                self._cond.wait(min(deadline - now, 0.1))
+            if not announced and time.monotonic() - started > settings.PROGRESS_AFTER:
+                announced = True
+                _say(f"sending {len(targets)} logged values to workspace {self.scope.workspace_name!r} "
+                     f"(waiting up to {limit:.0f} s; {settings.FLUSH_TIMEOUT_ENV} sets the limit)...")
+        if targets:
+            why = f" ({_describe(self._problem)})" if self._problem is not None else ""
+            _say(f"{len(targets)} logged values are not yet acknowledged by workspace "
+                 f"{self.scope.workspace_name!r}{why}. They are safe in the journal {self.directory} and "
+                 "will be sent by the next process that uses this workspace, or now with "
+                 "`mlflow-workspace sync`.")
+        elif announced:
+            _say(f"all logged values reached workspace {self.scope.workspace_name!r} "
+                 f"({time.monotonic() - started:.1f} s).")
+        if self._exit_deadline is not None:
+            self._close_if_drained()
+        return len(targets)
+
+    def take_errors(self, run_id: str | None = None) -> list[MlflowException]:
+        """Rejections not reported yet (for ``run_id``, or all), forgetting them."""
+        with self._cond:
+            mine = [e for r, e in self._errors if run_id is None or r == run_id]
+            self._errors = [(r, e) for r, e in self._errors if not (run_id is None or r == run_id)]
+        return mine
+
+    def auth_problem(self) -> MlflowException | None:
+        problem = self._problem
+        return problem.error if isinstance(problem, AuthFailure) else None
+
+    def kick_replay(self) -> None:
+        """Look for orphaned journals again (e.g. of a child process that just ended)."""
+        if self._replayer is None or not self._replayer.is_alive():
+            self._replayer = replay.start_background(self.directory, self.scope, self._replay_stop)
+
+    def wait_for_replay(self, timeout: float) -> None:
+        if self._replayer is not None:
+            self._replayer.join(max(0.0, timeout))
+
+    # ------------------------------------------------------------------ lifecycle
+    def at_exit(self) -> None:
+        """Bounded flush of everything (shared deadline for the rest of the exit), then tidy up."""
+        self._exit_deadline = time.monotonic() + settings.flush_timeout()
+        self.flush()
+        self.wait_for_replay(self._exit_deadline - time.monotonic())
+        self._close_if_drained()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush (bounded), stop the threads and close the journal (tests, explicit shutdown)."""
+        self.flush(timeout=timeout)
+        self._replay_stop.set()
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in (self._worker, self._replayer):
+            if thread is not None:
+                thread.join(timeout)
+        with self._cond:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+        self._sender.close()
+
+    def _close_if_drained(self) -> None:
+        with self._cond:
+            if self._journal is not None and not self._outstanding:
+                self._journal.close()
+                self._journal = None
+
+    # ------------------------------------------------------------------ worker
+    def _ensure_journal(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal.create(self.directory, self.tracking_uri)
+        return self._journal
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._run, name="mlflow-workspace-sender", daemon=True)
+            self._worker.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                while (not self._queue or self._parked) and not self._stop.is_set():
+                    self._cond.wait()
+                if self._stop.is_set():
+                    return
+                window = [self._queue.popleft() for _ in range(min(WINDOW, len(self._queue)))]
+            batches = plan(window)
+            for index, batch in enumerate(batches):
+                try:
+                    self._sender.deliver(batch, self._done, self._stop)
+                except GiveUp:
+                    self._requeue([e for b in batches[index:] for e in b.entries])
+                    break
+                except Exception as exc:  # a bug must not lose data: keep it journaled
+                    _logger.error("mlflow-workspace: sending failed unexpectedly: %s", exc)
+                    self._requeue([e for b in batches[index:] for e in b.entries])
+                    break
+
+    def _requeue(self, entries: list[Entry]) -> None:
+        with self._cond:
+            left = [e for e in entries if e.seq in self._outstanding]
+            self._queue.extendleft(reversed(left))
+            if not self._stop.is_set():
+                self._parked = True
+                _logger.warning("mlflow-workspace: stopped retrying workspace %s for now (%s); %d entries "
+                                "stay journaled until the next flush or `mlflow-workspace sync`",
+                                self.scope.workspace_name, _describe(self._problem), len(self._queue))
+            self._cond.notify_all()
+
+    def _done(self, entries: list[Entry], error: MlflowException | None, result: Any) -> None:
+        with self._cond:
+            if self._journal is not None:
+                self._journal.remove([e.seq for e in entries])
+            for entry in entries:
+                self._outstanding.pop(entry.seq, None)
+                if entry.ticket is not None:
+                    entry.ticket.settle(error, result)
+            if error is not None:
+                self._errors.append((entries[0].run_id, error))
+            self._cond.notify_all()
+
+    def _set_problem(self, problem: Exception | None) -> None:
+        if problem is not None and self._problem is None:
+            _logger.warning("mlflow-workspace: workspace %s: %s; retrying in the background (data is "
+                            "journaled)", self.scope.workspace_name, _describe(problem))
+        self._problem = problem
+
+
+# ---------------------------------------------------------------------- registry
+_registry: dict[tuple[str, WorkspaceScope], Pipeline] = {}
+_registry_lock = threading.Lock()
+_atexit_registered = False
+
+
+def pipeline_for(scope: WorkspaceScope, tracking_uri: str) -> Pipeline:
+    """The pipeline of ``scope`` under the current ``$MLFLOW_WORKSPACE_HOME`` (created once)."""
+    global _atexit_registered
+    home = default_home()
+    key = (str(home), scope)
+    with _registry_lock:
+        pipeline = _registry.get(key)
+        if pipeline is None:
+            pipeline = _registry[key] = Pipeline(scope, tracking_uri, home)
+            if not _atexit_registered:
+                atexit.register(_at_exit)
+                _atexit_registered = True
+        return pipeline
+
+
+def close_all(timeout: float = 5.0) -> None:
+    """Close every pipeline of this process (tests; the next use creates fresh ones)."""
+    with _registry_lock:
+        pipelines = list(_registry.values())
+        _registry.clear()
+    for pipeline in pipelines:
+        pipeline.close(timeout)
+
+
+def _at_exit() -> None:
+    for pipeline in list(_registry.values()):
+        try:
+            pipeline.at_exit()
+        except Exception as exc:  # pragma: no cover - never fail the interpreter's exit
+            _logger.warning("mlflow-workspace: flushing at exit failed: %s", exc)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no pipelines; it drops its copies of the parent's journal lock
+    descriptors (without unlocking: the parent still holds the locks)."""
+    global _registry
+    for pipeline in _registry.values():
+        if pipeline._journal is not None:
+            pipeline._journal.forget_lock()
+    _registry = {}
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _describe(problem: Exception | None) -> str:
+    if problem is None:
+        return "no answer yet"
+    text = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+    return text[:200]
+
+
+def _say(message: str) -> None:
+    print(f"mlflow-workspace: {message}", file=sys.stderr, flush=True)

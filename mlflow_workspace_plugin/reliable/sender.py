@@ -1,0 +1,285 @@
+"""Send batches to the workspace: retries, token refresh, and isolating rejected entries.
+
+Retry policy (two layers, no hand-rolled loops):
+
+* per request - a urllib3 ``Retry`` on the HTTP session: connection errors, read errors and
+  429/500/502/503/504 are retried up to 3-4 times with exponential backoff plus jitter; a
+  ``Retry-After`` on 429/503 is honoured (capped at :data:`settings.MAX_RETRY_AFTER`).
+* per batch - tenacity keeps retrying a transient failure in the background with exponential
+  backoff plus jitter (0.5 s doubling, capped at ``MLFLOW_WORKSPACE_RETRY_MAX_WAIT``, or the
+  server's ``Retry-After``) for up to ``MLFLOW_WORKSPACE_RETRY_TIMEOUT`` (default 1 h); the data
+  stays journaled all along.
+
+401: the cached credential token is invalidated and the request retried once with a fresh one.
+403, or 401 again: :class:`AuthFailure` (data kept, retried slowly, reported at flush).
+Other 4xx (validation, e.g. INVALID_PARAMETER_VALUE): the batch is split in halves until the
+offending entries are isolated; those are reported with the server's message and dropped, the
+rest is delivered. A 500 carrying an MLflow error body three times in a row counts as a rejection
+(a poison entry must not block the queue for an hour).
+
+Re-sending is safe: every entry goes out with the values journaled at logging time (metric
+timestamps included), and the MLflow server ignores a metric point whose (key, timestamp, step,
+value) it already has, an identical param, and an identical tag.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import requests
+import tenacity
+from mlflow.entities import RunInfo
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, ErrorCode
+from mlflow.protos.service_pb2 import LogBatch, UpdateRun
+from mlflow.store.tracking.rest_store import RestStore
+from mlflow.utils.proto_json_utils import message_to_json, parse_dict
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.reliable import settings
+from mlflow_workspace_plugin.reliable.batching import Batch, split
+from mlflow_workspace_plugin.reliable.entries import METRIC, PARAM, TAG, Entry
+from mlflow_workspace_plugin.uri import WorkspaceScope
+
+_logger = logging.getLogger(__name__)
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+POISON_500_ATTEMPTS = 3
+Done = Callable[[list[Entry], "MlflowException | None", Any], None]
+
+
+class Transient(Exception):
+    """Worth retrying: connection trouble, throttling, 5xx."""
+
+    def __init__(self, message: str, retry_after: float | None = None, server_error: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after, self.server_error = retry_after, server_error
+
+
+class AuthFailure(Exception):
+    """The workspace rejected the credentials (after one refresh) or none could be obtained."""
+
+    def __init__(self, error: MlflowException) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class Rejected(Exception):
+    """The server refused the request for good (validation); ``error`` carries its message."""
+
+    def __init__(self, error: MlflowException) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class GiveUp(Exception):
+    """Stopped retrying (time limit reached, or shutting down); the entries stay journaled."""
+
+
+class _CappedRetry(Retry):
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), settings.MAX_RETRY_AFTER)
+
+
+def make_session() -> requests.Session:
+    """A session whose adapter retries transient failures (urllib3 ``Retry``, see module doc)."""
+    retry = _CappedRetry(total=4, connect=4, read=2, status=3, other=0, allowed_methods=None,
+                         status_forcelist=sorted(TRANSIENT_STATUS - {408, 425}), backoff_factor=0.2,
+                         backoff_jitter=0.3, backoff_max=settings.retry_max_wait(),
+                         respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=2)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class Sender:
+    """Delivers :class:`Batch` es for one workspace (one thread at a time)."""
+
+    def __init__(self, scope: WorkspaceScope,
+                 on_problem: Callable[[Exception | None], None] | None = None) -> None:
+        self.scope = scope
+        self._session = make_session()
+        self._on_problem = on_problem or (lambda exc: None)
+        self._batch_endpoint = RestStore._METHOD_TO_INFO[LogBatch][0]
+        self._update_endpoint = RestStore._METHOD_TO_INFO[UpdateRun][0]
+
+    # ------------------------------------------------------------------ one request
+    def _post(self, endpoint: str, body: str) -> requests.Response:
+        try:
+            response, token = self._post_once(endpoint, body)
+            if response.status_code == 401 and auth.invalidate_token(self.scope, token):
+                response, _ = self._post_once(endpoint, body)  # once, with a freshly fetched token
+        except MlflowException as exc:  # no token could be obtained
+            raise AuthFailure(exc) from None
+        except requests.RequestException as exc:
+            raise Transient(f"{type(exc).__name__}: {_short(exc)}") from None
+        return response
+
+    def _post_once(self, endpoint: str, body: str) -> tuple[requests.Response, str | None]:
+        from mlflow.tracking.request_header.registry import resolve_request_headers
+
+        creds = auth.host_creds(self.scope)
+        headers = dict(resolve_request_headers())
+        headers.update({"Content-Type": "application/json", "Authorization": f"Bearer {creds.token}"})
+        verify: Any = not creds.ignore_tls_verification
+        if creds.server_cert_path and verify:
+            verify = creds.server_cert_path
+        response = self._session.post(creds.host.rstrip("/") + endpoint, data=body.encode(), headers=headers,
+                                      timeout=(10, settings.request_timeout()), verify=verify,
+                                      cert=creds.client_cert_path, allow_redirects=False)
+        return response, creds.token
+
+    def _check(self, response: requests.Response) -> dict:
+        status = response.status_code
+        if status == 200:
+            try:
+                return response.json() if response.content else {}
+            except ValueError:
+                return {}
+        if status in (401, 403):
+            raise AuthFailure(auth.rejected(self.scope, status))
+        error = _error_of(response)
+        if status in TRANSIENT_STATUS:
+            raise Transient(f"HTTP {status}: {error.message[:300]}", _retry_after(response),
+                            server_error=status == 500 and _is_mlflow_error(response))
+        raise Rejected(error)
+
+    def send(self, batch: Batch) -> Any:
+        """One attempt for ``batch``; returns the ``RunInfo`` of a run update, else None."""
+        if batch.is_update:
+            p = batch.entries[0].payload
+            body = message_to_json(UpdateRun(run_id=batch.run_id, run_uuid=batch.run_id, status=p["status"],
+                                             end_time=p["end_time"], run_name=p["run_name"]))
+            reply = self._check(self._post(self._update_endpoint, body))
+            proto = UpdateRun.Response()
+            parse_dict(reply, proto)
+            return RunInfo.from_proto(proto.run_info) if proto.HasField("run_info") else None
+        metrics = [e.to_metric().to_proto() for e in batch.entries if e.kind == METRIC]
+        params = [e.to_param().to_proto() for e in batch.entries if e.kind == PARAM]
+        tags = [e.to_tag().to_proto() for e in batch.entries if e.kind == TAG]
+        body = message_to_json(LogBatch(run_id=batch.run_id, metrics=metrics, params=params, tags=tags))
+        self._check(self._post(self._batch_endpoint, body))
+        return None
+
+    # ------------------------------------------------------------------ with retries
+    def deliver(self, batch: Batch, on_done: Done, stop: threading.Event) -> None:
+        """Send ``batch`` until acknowledged, calling ``on_done`` for acked and rejected parts in
+        logging order. Raises :class:`GiveUp` (entries not yet done stay journaled)."""
+        server_errors = [0]
+
+        def attempt() -> Any:
+            try:
+                result = self.send(batch)
+            except Transient as exc:
+                server_errors[0] = server_errors[0] + 1 if exc.server_error else 0
+                if server_errors[0] >= POISON_500_ATTEMPTS:
+                    raise Rejected(MlflowException(str(exc), INTERNAL_ERROR)) from None
+                raise
+            self._on_problem(None)
+            return result
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((Transient, AuthFailure)),
+            wait=_wait, stop=tenacity.stop_any(tenacity.stop_after_delay(settings.retry_timeout()),
+                                 lambda state: stop.is_set()),
+            sleep=lambda seconds: _sleep(stop, seconds), before_sleep=self._report, reraise=True)
+        try:
+            result = retrying(attempt)
+        except Rejected as exc:
+            if len(batch.entries) > 1:
+                for half in split(batch):
+                    self.deliver(half, on_done, stop)
+                return
+            entry = batch.entries[0]
+            error = _rejection(entry, exc.error)
+            _logger.warning("mlflow-workspace: %s", error.message)
+            on_done(batch.entries, error, None)
+            return
+        except (Transient, AuthFailure) as exc:
+            raise GiveUp(str(exc)) from None
+        on_done(batch.entries, None, result)
+
+    def _report(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self._on_problem(exc)
+        _logger.debug("mlflow-workspace: attempt %d for workspace %s failed (%s); retrying in %.1fs",
+                      state.attempt_number, self.scope.workspace_name, exc,
+                      state.next_action.sleep if state.next_action else 0.0)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+# ---------------------------------------------------------------------- helpers
+_backoff = tenacity.wait_exponential_jitter(initial=0.5, exp_base=2, jitter=0.5)
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, Transient) and exc.retry_after is not None:
+        return min(exc.retry_after, settings.MAX_RETRY_AFTER)
+    cap = settings.retry_max_wait()
+    if isinstance(exc, AuthFailure):
+        cap = max(cap, 30.0)  # a rejected credential will not heal quickly
+    return min(_backoff(state), cap)
+
+
+def _sleep(stop: threading.Event, seconds: float) -> None:
+    if stop.wait(seconds):
+        raise GiveUp("stopping")
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        try:
+            return Retry().parse_retry_after(raw)
+        except Exception:
+            return None
+
+
+def _is_mlflow_error(response: requests.Response) -> bool:
+    try:
+        return isinstance(response.json(), dict) and "error_code" in response.json()
+    except ValueError:
+        return False
+
+
+def _error_of(response: requests.Response) -> MlflowException:
+    """The server's own message (MLflow error JSON), else the status and the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "message" in body:
+        code = body.get("error_code", "INTERNAL_ERROR")
+        try:
+            ErrorCode.Value(code)
+        except ValueError:
+            code = "INTERNAL_ERROR"
+        return MlflowException(str(body["message"]), error_code=ErrorCode.Value(code))
+    text = (response.text or "").strip()[:500]
+    return MlflowException(f"HTTP {response.status_code} {response.reason}: {text}",
+                           error_code=INVALID_PARAMETER_VALUE)
+
+
+def _rejection(entry: Entry, error: MlflowException) -> MlflowException:
+    what = {"metric": "metric", "param": "param", "tag": "tag"}.get(entry.kind, "run update")
+    label = f"{what} {entry.key!r}" if entry.key else what
+    return MlflowException(f"The workspace rejected {label} of run {entry.run_id}: {error.message}",
+                           error_code=ErrorCode.Value(error.error_code))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:300]
+
