@@ -1,4 +1,4 @@
-"""``mlflow-workspace``: show the workspace MLflow would use, print its URI, open its UI."""
+"""``mlflow-workspace``: show the workspace MLflow would use, print its URI, open its UI, sync journals."""
 
 from __future__ import annotations
 
@@ -58,6 +58,33 @@ def ui(config_path: str | None, ui_args: tuple[str, ...]) -> None:
                *ui_args]
     click.echo(" ".join(command), err=True)
     raise SystemExit(subprocess.call(command, env=os.environ.copy()))
+
+
+@main.command()
+@click.option("--tracking-uri", default=None,
+              help="only this azureml:// workspace (default: every workspace with journals)")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="seconds to keep retrying an unreachable workspace before giving up")
+def sync(tracking_uri: str | None, timeout: float) -> None:
+    """Send logged data still in local journals (left by processes that ended before the
+    workspace acknowledged it). Exits 1 if something could not be sent (it stays journaled)."""
+    from mlflow_workspace_plugin.reliable.replay import sync as replay_sync
+
+    reports = replay_sync(local_workspace.default_home(), tracking_uri, timeout)
+    if not reports:
+        click.echo("nothing to sync: no journals left by ended processes")
+        return
+    remaining = 0
+    for directory, report in reports.items():
+        click.echo(f"{directory}: {report.sent} sent, {len(report.rejected)} rejected, "
+                   f"{report.remaining} still journaled ({report.journals} journal(s))")
+        for error in report.rejected:
+            click.echo(f"  rejected: {error.message}", err=True)
+        for problem in report.problems:
+            click.echo(f"  problem: {problem}", err=True)
+        remaining += report.remaining + len(report.problems)
+    if remaining:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

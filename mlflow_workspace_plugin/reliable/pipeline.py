@@ -100,9 +100,11 @@ class Pipeline:
         with self._cond:
             return sum(1 for e in self._outstanding.values() if run_id is None or e.run_id == run_id)
 
-    def flush(self, run_id: str | None = None, timeout: float | None = None) -> int:
+    def flush(self, run_id: str | None = None, timeout: float | None = None, release: bool = False) -> int:
         """Wait until entries of ``run_id`` (or all) logged so far are done, at most ``timeout``
-        seconds (default ``MLFLOW_WORKSPACE_FLUSH_TIMEOUT``). Returns how many are still pending."""
+        seconds (default ``MLFLOW_WORKSPACE_FLUSH_TIMEOUT``). Returns how many are still pending.
+        ``release``: if nothing at all is pending afterwards, close and delete the journal file
+        (end of a run; the next log call starts a new one)."""
         started = time.monotonic()
         limit = settings.flush_timeout() if timeout is None else timeout
         deadline = started + limit
@@ -134,7 +136,7 @@ class Pipeline:
         elif announced:
             _say(f"all logged values reached workspace {self.scope.workspace_name!r} "
                  f"({time.monotonic() - started:.1f} s).")
-        if self._exit_deadline is not None:
+        if release or self._exit_deadline is not None:
             self._close_if_drained()
         return len(targets)
 

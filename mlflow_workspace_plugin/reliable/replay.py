@@ -117,3 +117,25 @@ def start_background(directory: Path, scope: WorkspaceScope, stop: threading.Eve
     thread = threading.Thread(target=run, name="mlflow-workspace-replay", daemon=True)
     thread.start()
     return thread
+
+
+def sync(home: Path, tracking_uri: str | None = None, timeout: float = 60.0) -> dict[Path, ReplayReport]:
+    """Replay orphaned journals of one workspace (``tracking_uri``) or of all under ``home``,
+    giving up (entries stay journaled) after ``timeout`` seconds of trying."""
+    from mlflow_workspace_plugin.reliable.journal import JOURNAL_DIR, workspace_dir
+
+    if tracking_uri:
+        scope: WorkspaceScope | None = parse_workspace_uri(tracking_uri)
+        directories = [workspace_dir(scope, home)]
+    else:
+        scope = None
+        root = home / JOURNAL_DIR
+        directories = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    stop = threading.Event()
+    timer = threading.Timer(timeout, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        return {d: replay_directory(d, stop, scope) for d in directories if journal_files(d)}
+    finally:
+        timer.cancel()

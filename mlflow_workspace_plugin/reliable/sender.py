@@ -216,7 +216,7 @@ class Sender:
 
 
 # ---------------------------------------------------------------------- helpers
-_backoff = tenacity.wait_exponential_jitter(initial=0.5, exp_base=2, jitter=0.5)
+_backoff = tenacity.wait_exponential_jitter(multiplier=0.5, exp_base=2, jitter=0.5)
 
 
 def _wait(state: tenacity.RetryCallState) -> float:

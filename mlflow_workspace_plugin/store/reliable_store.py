@@ -70,7 +70,7 @@ class ReliableLogging:
         future = self._pipeline.append([entries.run_update(run_id, run_status, end_time, run_name)],
                                        want_future=True)
         self._pipeline.kick_replay()
-        self._flush_and_raise(run_id)
+        self._flush_and_raise(run_id, release=True)
         if future is not None and future.done() and future.exception() is None:
             return future.result()
         return None
@@ -132,10 +132,10 @@ class ReliableLogging:
         if self._pipeline is not None:
             self._pipeline.flush(run_id)
 
-    def _flush_and_raise(self, run_id: str | None) -> None:
+    def _flush_and_raise(self, run_id: str | None, release: bool = False) -> None:
         pipeline = self._pipeline
         assert pipeline is not None
-        left = pipeline.flush(run_id)
+        left = pipeline.flush(run_id, release=release)
         errors = pipeline.take_errors(run_id)
         if errors:
             raise rejection_error(errors)

@@ -21,6 +21,7 @@ from ws_front_door import FrontDoor
 from ws_servers import SCOPE_PATH, MlflowServer, start_mlflow_server, workspace_uri
 
 from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.reliable import pipeline as reliable_pipeline
 
 _MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
                "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_TOKEN",
@@ -74,10 +75,19 @@ def isolated_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
     monkeypatch.setattr(registry_utils, "_registry_uri", None)
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
     auth.reset()
+    _forget_stores()
     yield client_dir
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    _forget_stores()
     auth.reset()
+
+
+def _forget_stores() -> None:
+    """Close this process's logging pipelines (their journals live in the test's home) and make
+    MLflow build fresh stores, so every test starts with its own journal folder."""
+    reliable_pipeline.close_all(timeout=5.0)
+    type(tracking_utils._tracking_store_registry)._get_store_with_resolved_uri.cache_clear()
 
 
 @pytest.fixture

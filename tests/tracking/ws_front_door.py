@@ -5,8 +5,9 @@ scope, checks ``Authorization: Bearer <token>`` (401 otherwise; any other path i
 the prefix and forwards the rest to a plain MLflow server. Runs in a thread (tests) or as a
 process (``python ws_front_door.py --upstream URL --scope PATH --token-env VAR``, benchmark).
 
-Fault injection hook: every authorised request is first offered to ``FrontDoor.faults``
-(:class:`Faults`); a later issue can make it answer 429/503, drop connections or delay.
+Fault injection: every authorised request is first offered to ``FrontDoor.faults``
+(:class:`Faults`), whose rules can answer 429 with ``Retry-After``, 503, drop the connection
+before forwarding, forward and then drop the answer (a lost acknowledgement), or delay.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import collections
 import hmac
+import json
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -39,12 +42,42 @@ class Request:
 
 @dataclass
 class Reply:
-    """A canned answer a fault rule may return instead of forwarding."""
+    """What a fault rule makes the door do instead of simply forwarding.
 
-    status: int
+    ``forward=False``: answer ``status``/``body``/``headers`` (or drop the connection).
+    ``forward=True``: forward to the server first (after ``delay`` seconds), then either pass its
+    answer on or, with ``drop_connection``, close the connection without answering.
+    """
+
+    status: int = 0
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop_connection: bool = False
+    forward: bool = False
+    delay: float = 0.0
+
+
+class Rule:
+    """A counted fault: requests whose path contains ``path`` (and, if given, with ``method``)
+    get ``reply``, at most ``times`` times (None: until removed); ``fired`` counts them."""
+
+    def __init__(self, reply: Reply, path: str = "", times: int | None = None, method: str | None = None) -> None:
+        self.reply, self.path, self.times, self.method = reply, path, times, method
+        self.fired = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: "Request") -> Reply | None:
+        if self.path not in request.path or (self.method and request.method != self.method):
+            return None
+        with self._lock:
+            if self.times is not None and self.fired >= self.times:
+                return None
+            self.fired += 1
+        return self.reply
+
+
+def _mlflow_error(code: str, message: str) -> bytes:
+    return json.dumps({"error_code": code, "message": message}).encode()
 
 
 @dataclass
@@ -57,6 +90,40 @@ class Faults:
 
     rules: list[Callable[[Request], Reply | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, rule: Rule) -> Rule:
+        with self.lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self.lock:
+            self.rules.clear()
+
+    def throttle(self, retry_after: float = 1.0, path: str = "", times: int | None = None) -> Rule:
+        """429 Too Many Requests with ``Retry-After``."""
+        return self.add(Rule(Reply(429, _mlflow_error("REQUEST_LIMIT_EXCEEDED", "Too many requests"),
+                                   {"Content-Type": "application/json", "Retry-After": f"{retry_after:g}"}),
+                             path, times))
+
+    def unavailable(self, path: str = "", times: int | None = None, retry_after: float | None = None) -> Rule:
+        """503 Service Unavailable (with ``Retry-After`` if given)."""
+        headers = {"Content-Type": "text/plain"}
+        if retry_after is not None:
+            headers["Retry-After"] = f"{retry_after:g}"
+        return self.add(Rule(Reply(503, b"Service Unavailable: restarting", headers), path, times))
+
+    def drop(self, path: str = "", times: int | None = None) -> Rule:
+        """Close the connection without forwarding (the request never reaches the server)."""
+        return self.add(Rule(Reply(drop_connection=True), path, times))
+
+    def lose_ack(self, path: str = "", times: int | None = None) -> Rule:
+        """Forward (the server applies the request), then close without answering."""
+        return self.add(Rule(Reply(forward=True, drop_connection=True), path, times))
+
+    def delay(self, seconds: float, path: str = "", times: int | None = None) -> Rule:
+        """Forward after ``seconds``."""
+        return self.add(Rule(Reply(forward=True, delay=seconds), path, times))
 
     def decide(self, request: Request) -> Reply | None:
         with self.lock:
@@ -195,8 +262,17 @@ class _Handler(BaseHTTPRequestHandler):
         fault = door.faults.decide(Request(self.command, upstream_path, headers, body))
         if fault is not None:
             door.count("faults")
-            self._reply(fault)
-            return
+            if fault.delay:
+                time.sleep(fault.delay)
+            if not fault.forward:
+                self._reply(fault)
+                return
+        answer = self._forward(door, upstream_path, headers, body)
+        if fault is not None and fault.drop_connection:
+            answer = Reply(0, drop_connection=True)
+        self._reply(answer)
+
+    def _forward(self, door: FrontDoor, upstream_path: str, headers: dict[str, str], body: bytes) -> Reply:
         try:
             resp = door.session().request(self.command, door.upstream + upstream_path, headers=headers,
                                           data=body or None, stream=True, allow_redirects=False,
@@ -204,11 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
             content = resp.raw.read(decode_content=False)
         except requests.RequestException as exc:
             door.count("upstream_errors")
-            self._reply(Reply(502, f"Bad Gateway: {type(exc).__name__}".encode()))
-            return
+            return Reply(502, f"Bad Gateway: {type(exc).__name__}".encode())
         door.count("forwarded")
         out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
-        self._reply(Reply(resp.status_code, content, out))
+        return Reply(resp.status_code, content, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,6 +80,18 @@ class MlflowServer:
     def stop(self) -> None:
         stop_process(self.process)
 
+    def restart(self, down_seconds: float = 0.0, timeout: float = 90.0) -> None:
+        """Stop the server (SIGTERM to its process group), stay down ``down_seconds``, and start
+        it again on the same port with the same database and artifacts."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start(timeout)
+
+    def start(self, timeout: float = 90.0) -> None:
+        """(Re)start the stopped server on its port and wait until ``/health`` answers."""
+        self.process = _launch(self.root, self.port, self.log_path)
+        _wait_healthy(self, timeout)
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -97,6 +109,12 @@ def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
     (root / "artifacts").mkdir(exist_ok=True)
     port = free_port()
     log_path = root / "server.log"
+    server = MlflowServer(_launch(root, port, log_path), port, root, log_path)
+    _wait_healthy(server, timeout)
+    return server
+
+
+def _launch(root: Path, port: int, log_path: Path) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -106,10 +124,13 @@ def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
     ]
     env = _child_env()
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    server = MlflowServer(proc, port, root, log_path)
+
+
+def _wait_healthy(server: MlflowServer, timeout: float) -> None:
+    proc = server.process
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -117,7 +138,7 @@ def start_mlflow_server(root: Path, timeout: float = 90.0) -> MlflowServer:
                 raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{server.log_tail()}")
             try:
                 if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
-                    return server
+                    return
             except requests.RequestException:
                 pass
             time.sleep(0.25)
@@ -164,6 +185,18 @@ class FrontDoorProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def restart(self, down_seconds: float = 0.0, timeout: float = 90.0) -> None:
+        """Stop the server (SIGTERM to its process group), stay down ``down_seconds``, and start
+        it again on the same port with the same database and artifacts."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start(timeout)
+
+    def start(self, timeout: float = 90.0) -> None:
+        """(Re)start the stopped server on its port and wait until ``/health`` answers."""
+        self.process = _launch(self.root, self.port, self.log_path)
+        _wait_healthy(self, timeout)
 
 
 def start_front_door_process(upstream: str, token: str, timeout: float = 30.0) -> FrontDoorProcess:
