@@ -8,6 +8,7 @@ used: every byte goes through the workspace endpoint.
 from __future__ import annotations
 
 import functools
+import ntpath
 import posixpath
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
@@ -41,6 +42,26 @@ def _auth_errors(method: _F) -> _F:
             raise auth.rejected(self.scope, status) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_artifact_path(path: str | None) -> str | None:
+    """Reject (client-side, before any request) artifact paths that are absolute or climb out of
+    the run's artifact folder with ``..``; returns ``path`` unchanged otherwise."""
+    if path is None or path == "":
+        return path
+    if not isinstance(path, str):
+        raise MlflowException(f"Artifact path must be a string, got {type(path).__name__}",
+                              INVALID_PARAMETER_VALUE)
+    unified = path.replace("\\", "/")
+    parts = unified.split("/")
+    if (unified.startswith("/") or posixpath.isabs(unified) or ntpath.isabs(path) or ntpath.splitdrive(path)[0]
+            or ".." in parts or "\x00" in path):
+        raise MlflowException(
+            f"Artifact path {path!r} is not allowed: artifact paths are relative to the run's artifact "
+            "folder and must not be absolute or contain '..' (e.g. 'plots' or 'models/final').",
+            INVALID_PARAMETER_VALUE,
+        )
+    return path
 
 
 def resolve_artifact_url(artifact_uri: str, scope: WorkspaceScope) -> str:
@@ -81,7 +102,13 @@ class WorkspaceArtifactRepository(HttpArtifactRepository):
 
     @_auth_errors
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
-        super().log_artifact(local_file, artifact_path)
+        super().log_artifact(local_file, check_artifact_path(artifact_path))
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        super().log_artifacts(local_dir, check_artifact_path(artifact_path))
+
+    def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        return super().download_artifacts(check_artifact_path(artifact_path), dst_path)
 
     @_auth_errors
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
@@ -89,11 +116,12 @@ class WorkspaceArtifactRepository(HttpArtifactRepository):
 
     @_auth_errors
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
-        super().delete_artifacts(artifact_path)
+        super().delete_artifacts(check_artifact_path(artifact_path))
 
     @_auth_errors
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """List one directory level (``[]`` when ``path`` names a single file, like MLflow)."""
+        check_artifact_path(path)
         api_base = f"{self.scope.rest_base_url}{API_ROOT}"
         root = self.artifact_uri[len(api_base + ARTIFACTS_ENDPOINT):].strip("/")
         query = posixpath.join(root, path) if path else root
