@@ -267,3 +267,13 @@ def test_cli_ctrl_c_stops_the_ray_job(ray_head, tmp_path):
     (run,) = all_runs(cli_client(env))
     assert run.info.status == "KILLED"
     assert job_client(ray_head).get_job_status(f"mlflow-{run.info.run_id}") == "STOPPED"
+
+
+def test_example_run_on_ray(ray_head, tmp_path):
+    env = cli_env(ray_head, tmp_path)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "ray" / "run_on_ray.py")],
+                            capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "FINISHED on Ray job mlflow-" in result.stdout
+    (run,) = all_runs(cli_client(env))
+    assert run.data.params["alpha"] == "0.3" and run.info.status == "FINISHED"

@@ -47,11 +47,18 @@ _EXTRA_PORT_FLAGS = (
 )
 
 
+READY_MESSAGE = "Ray runtime started"  # printed by `ray start` once the node is registered
+WORKER_PORTS = range(10002, 20000)  # Ray's default worker port range: keep other ports out of it
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now (outside Ray's worker port range)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port not in WORKER_PORTS:
+            return port
 
 
 def ray_executable() -> str:
@@ -68,13 +75,18 @@ def ray_executable() -> str:
 class LocalRayHead:
     """A Ray head on 127.0.0.1 with a private temp dir; use as a context manager or start()/stop()."""
 
-    def __init__(self, num_cpus: int = 2, temp_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, num_cpus: int = 2, temp_dir: str | os.PathLike | None = None,
+                 port: int | None = None, dashboard_port: int | None = None) -> None:
         self.num_cpus = num_cpus
         # Ray's socket paths must stay under ~107 bytes: keep the temp dir short.
         self.temp_dir = Path(temp_dir) if temp_dir else Path(tempfile.mkdtemp(prefix="rayh-", dir="/tmp"))
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
         self._owns_temp_dir = temp_dir is None
-        self.port = free_port()
-        self.dashboard_port = free_port()
+        self.port = port or free_port()
+        self.dashboard_port = dashboard_port or free_port()
+        if self.port in WORKER_PORTS or self.dashboard_port in WORKER_PORTS:
+            raise ValueError(f"Ports {WORKER_PORTS.start}-{WORKER_PORTS.stop - 1} are Ray's worker ports; "
+                             "choose the head and dashboard ports outside that range")
         self.process: subprocess.Popen | None = None
 
     @property
@@ -103,7 +115,7 @@ class LocalRayHead:
         return command
 
     def start(self, timeout: float = 90.0) -> "LocalRayHead":
-        """Start the head under a new session and wait until its job API answers."""
+        """Start the head under a new session; wait until it reports started and its job API answers."""
         env = {**os.environ, **HEAD_ENV}
         env.pop("RAY_ADDRESS", None)
         with open(self.log_path, "wb") as log:
@@ -115,11 +127,12 @@ class LocalRayHead:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Ray head exited with code {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.address}/api/version", timeout=1.0).ok:
-                    return self
-            except requests.RequestException:
-                pass
+            if self._started_message_logged():  # the job API can answer before the node is up
+                try:
+                    if requests.get(f"{self.address}/api/version", timeout=1.0).ok:
+                        return self
+                except requests.RequestException:
+                    pass
             time.sleep(0.25)
         self.stop()
         raise RuntimeError(f"Ray head at {self.address} not ready within {timeout:.0f} s:\n{self.log_tail()}")
@@ -142,6 +155,12 @@ class LocalRayHead:
                 time.sleep(0.2)
         if self._owns_temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _started_message_logged(self) -> bool:
+        try:
+            return READY_MESSAGE in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -184,3 +203,34 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mlflow_workspace_plugin.compute.ray_head``: run a head until Ctrl-C / SIGTERM."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run a private loopback-only Ray head until Ctrl-C.")
+    parser.add_argument("--dashboard-port", type=int, default=8265, help="job API port (default 8265)")
+    parser.add_argument("--num-cpus", type=int, default=2)
+    args = parser.parse_args(argv)
+    head = LocalRayHead(num_cpus=args.num_cpus, dashboard_port=args.dashboard_port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        head.start()
+        print(f"Ray head ready: job API at {head.address} (temp dir {head.temp_dir}); Ctrl-C stops it",
+              flush=True)
+        while head.process is not None and head.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        head.stop()
+        print("Ray head stopped", flush=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,8 @@ from mlflow.projects.submitted_run import SubmittedRun
 from mlflow_workspace_plugin.compute.base import ComputeAdapter, JobInfo, JobState, first_lines
 
 _logger = logging.getLogger("mlflow.projects.azureml")
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2            # first polls; the interval grows to POLL_MAX_SECONDS on long jobs
+POLL_MAX_SECONDS = 1.0
 LOST_CONTACT_SECONDS = 60.0   # status requests failing this long -> the run is FAILED
 STOP_TIMEOUT_SECONDS = 30.0   # cancel(): how long the job may take to report STOPPED
 TAIL_LINES = 20
@@ -114,8 +115,8 @@ class RemoteProjectRun(SubmittedRun):
         if self._error:
             lines.append(self._error)
         if info.error_type and "RUNTIME_ENV" in info.error_type.upper():
-            tail = "\n".join(info.message.strip().splitlines()[-15:])
-            lines.append(f"The job's runtime environment could not be built ({info.error_type}):\n{tail}")
+            lines.append(f"The job's runtime environment could not be built ({info.error_type}):\n"
+                         f"{runtime_env_error(info.message)}")
         tail = self.log_tail()
         if tail:
             lines.append(f"Last lines of the job log:\n{tail}")
@@ -129,7 +130,7 @@ class RemoteProjectRun(SubmittedRun):
         return "\n".join([line for line in self._log_text.splitlines() if line.strip()][-lines:])
 
     def _watch(self) -> None:
-        last_ok = time.monotonic()
+        started = last_ok = time.monotonic()
         while not self._stop_polling.is_set():
             try:
                 info = self._adapter.status(self._job_id)
@@ -139,7 +140,7 @@ class RemoteProjectRun(SubmittedRun):
                                    f"{LOST_CONTACT_SECONDS:.0f} s: {exc}")
                     self._finish(JobInfo(JobState.FAILED, message=self._error))
                     return
-                self._stop_polling.wait(POLL_SECONDS * 2)
+                self._stop_polling.wait(POLL_MAX_SECONDS)
                 continue
             last_ok = time.monotonic()
             self._info = info
@@ -148,7 +149,7 @@ class RemoteProjectRun(SubmittedRun):
             if info.state.terminal:
                 self._finish(info)
                 return
-            self._stop_polling.wait(POLL_SECONDS)
+            self._stop_polling.wait(min(POLL_MAX_SECONDS, POLL_SECONDS + (time.monotonic() - started) / 60))
 
     def _pump_logs(self) -> None:
         def write(text: str) -> None:
@@ -178,7 +179,7 @@ class RemoteProjectRun(SubmittedRun):
             self._reconcile_run(status)
             self._final_status = status
             self._done.set()
-        if status == "FAILED":
+        if status == "FAILED" and not self._raise_on_failure:  # else wait() raises it
             _logger.error("=== %s ===", self.failure_message())
 
     def _reconcile_run(self, status: str) -> None:
@@ -189,3 +190,12 @@ class RemoteProjectRun(SubmittedRun):
                 self._client.set_terminated(self._run_id, status)
         except Exception as exc:
             _logger.warning("mlflow-workspace: could not set run %s to %s: %s", self._run_id, status, exc)
+
+
+def runtime_env_error(message: str, lines: int = 8) -> str:
+    """The useful end of a runtime-env failure (e.g. pip's own error), not Ray's traceback."""
+    text = message.strip()
+    for marker in ("Last 50 lines of stdout:", "Last 50 lines of stderr:"):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    return "\n".join(line.rstrip() for line in text.strip().splitlines()[-lines:])
