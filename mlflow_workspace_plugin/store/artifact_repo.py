@@ -11,7 +11,7 @@ import functools
 import ntpath
 import posixpath
 from typing import Any, Callable, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
@@ -76,6 +76,10 @@ def resolve_artifact_url(artifact_uri: str, scope: WorkspaceScope) -> str:
             "another host. Use 'mlflow-artifacts:/<path>' URIs with an azureml:// tracking URI.",
             INVALID_PARAMETER_VALUE,
         )
+    if ".." in unquote(parsed.path).replace("\\", "/").split("/"):
+        raise MlflowException(
+            f"Artifact URI {artifact_uri!r} is not allowed: artifact paths are relative to the run's "
+            "artifact folder and must not be absolute or contain '..'.", INVALID_PARAMETER_VALUE)
     path = parsed.path.strip("/")
     service_prefix = (API_ROOT + ARTIFACTS_ENDPOINT).strip("/")
     if path == service_prefix or path.startswith(service_prefix + "/"):
