@@ -218,3 +218,12 @@ def test_reads_after_logging_see_everything(workspace, fast_retries):
     mlflow.log_param("k", "v")
     found = mlflow.search_runs(filter_string="params.k = 'v'", output_format="list")
     assert [r.info.run_id for r in found] == [run_id]
+
+
+def test_async_logging_can_be_switched_off(workspace, monkeypatch):
+    monkeypatch.setenv("MLFLOW_WORKSPACE_ASYNC_LOGGING", "false")
+    run_id = _start("reliable-off")
+    mlflow.log_metric("loss", 0.5, step=0)
+    assert [p["value"] for p in history(workspace.server, run_id, "loss")] == [0.5]  # sent at once
+    assert journal_files(workspace.client_dir.parent / "workspace-home") == []
+    mlflow.end_run()
