@@ -77,7 +77,8 @@ def sync(tracking_uri: str | None, timeout: float) -> None:
     remaining = 0
     for directory, report in reports.items():
         click.echo(f"{directory}: {report.sent} sent, {len(report.rejected)} rejected, "
-                   f"{report.remaining} still journaled ({report.journals} journal(s))")
+                   f"{report.remaining} still journaled ({report.journals} journal(s); "
+                   f"{report.skipped} in use by running processes, left to them)")
         for error in report.rejected:
             click.echo(f"  rejected: {error.message}", err=True)
         for problem in report.problems:

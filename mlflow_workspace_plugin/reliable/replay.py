@@ -35,6 +35,7 @@ class ReplayReport:
     sent: int = 0  # entries acknowledged by the server
     rejected: list[MlflowException] = field(default_factory=list)
     remaining: int = 0  # entries still journaled (server unreachable, or stopped)
+    skipped: int = 0  # journals of processes still running (theirs to send)
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: "ReplayReport") -> None:
@@ -42,6 +43,7 @@ class ReplayReport:
         self.sent += other.sent
         self.rejected.extend(other.rejected)
         self.remaining += other.remaining
+        self.skipped += other.skipped
         self.problems.extend(other.problems)
 
 
@@ -82,6 +84,7 @@ def replay_directory(directory: Path, stop: threading.Event, scope: WorkspaceSco
                 report.problems.append(f"{path.name}: unreadable journal ({exc})")
                 continue
             if journal is None:
+                report.skipped += path.exists()
                 continue
             if sender is None:
                 try:

@@ -14,8 +14,9 @@ Retry policy (two layers, no hand-rolled loops):
 403, or 401 again: :class:`AuthFailure` (data kept, retried slowly, reported at flush).
 Other 4xx (validation, e.g. INVALID_PARAMETER_VALUE): the batch is split in halves until the
 offending entries are isolated; those are reported with the server's message and dropped, the
-rest is delivered. A 500 carrying an MLflow error body three times in a row counts as a rejection
-(a poison entry must not block the queue for an hour).
+rest is delivered. A 500 carrying an MLflow error body in eight attempts in a row (each already
+retried by urllib3, with backoff in between) counts as a rejection, so a poison entry cannot block
+the queue for an hour while a briefly locked server database is still ridden out.
 
 Re-sending is safe: every entry goes out with the values journaled at logging time (metric
 timestamps included), and the MLflow server ignores a metric point whose (key, timestamp, step,
@@ -47,7 +48,7 @@ from mlflow_workspace_plugin.uri import WorkspaceScope
 
 _logger = logging.getLogger(__name__)
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-POISON_500_ATTEMPTS = 3
+POISON_500_ATTEMPTS = 8
 Done = Callable[[list[Entry], "MlflowException | None", Any], None]
 
 

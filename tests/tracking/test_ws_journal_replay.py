@@ -27,7 +27,9 @@ run_id, points = os.environ["RUN_ID"], int(os.environ["POINTS"])
 for step in range(points):
     client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
 print("LOGGED", flush=True)
-time.sleep(float(os.environ.get("LINGER", "0")))
+deadline = time.monotonic() + float(os.environ.get("LINGER", "0"))
+while time.monotonic() < deadline and not os.path.exists(os.environ.get("GO_FILE", "/nonexistent")):
+    time.sleep(0.05)
 """
 NEXT_PROCESS = "import mlflow; mlflow.MlflowClient().search_experiments()"
 
@@ -133,8 +135,10 @@ def test_two_processes_logging_at_once_keep_their_own_journals(workspace):
     home = _home(workspace)
     runs = [_new_run(workspace, "two-writers") for _ in range(2)]
     workspace.door.faults.delay(0.3, path=LOG_BATCH)  # keep both journals busy for a while
+    go = workspace.client_dir.parent / "go"
     children = [start_script(LOG_POINTS, client_env(workspace.uri, workspace.token, home, RUN_ID=run_id,
-                                                    POINTS="2000", LINGER="0"), workspace.client_dir)
+                                                    POINTS="2000", LINGER="120", GO_FILE=str(go)),
+                             workspace.client_dir)
                 for run_id in runs]
     try:
         for child in children:
@@ -143,7 +147,8 @@ def test_two_processes_logging_at_once_keep_their_own_journals(workspace):
         done = mlflow_workspace_cli("sync", env=client_env(workspace.uri, workspace.token, home),
                                     cwd=workspace.client_dir)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert " sent" not in done.stdout or " 0 sent" in done.stdout
+        assert " 0 sent" in done.stdout and "2 in use by running processes" in done.stdout, done.stdout
+        go.touch()  # now let them finish and exit
         for child in children:
             _, err = child.communicate(timeout=120)
             assert child.returncode == 0, err[-2000:]
