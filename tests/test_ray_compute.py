@@ -277,3 +277,43 @@ def test_example_run_on_ray(ray_head, tmp_path):
     assert "FINISHED on Ray job mlflow-" in result.stdout
     (run,) = all_runs(cli_client(env))
     assert run.data.params["alpha"] == "0.3" and run.info.status == "FINISHED"
+
+
+def test_rejected_job_is_a_clear_error_and_failed_run(ray_workspace, ray_head, tmp_path):
+    from mlflow.projects.utils import MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG
+
+    run = MlflowClient().create_run("0")
+    taken = job_client(ray_head).submit_job(entrypoint="true", submission_id=f"mlflow-{run.info.run_id}")
+    with pytest.raises(ExecutionException) as err:
+        mlflow.projects.run(str(write_project(tmp_path / "proj", "print('x')")), backend="azureml",
+                            backend_config={"COMPUTE": "fast-cluster", MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run.info.run_id})
+    assert f"rejected job {taken}" in str(err.value) and ray_head.address in str(err.value)
+    assert "already exists" in str(err.value) and "Traceback" not in str(err.value)
+    assert MlflowClient().get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_cluster_lost_mid_run_ends_the_run_without_hanging(ray_workspace, tmp_path, monkeypatch):
+    from mlflow_workspace_plugin.compute import remote_run
+    from mlflow_workspace_plugin.compute.ray_head import LocalRayHead
+
+    monkeypatch.setattr(remote_run, "LOST_CONTACT_SECONDS", 3.0)
+    head = LocalRayHead(num_cpus=1).start(timeout=90)
+    try:
+        config = write_workspace(tmp_path / "ws2", {"doomed": {"type": "ray", "address": head.address,
+                                                               "environment": "inherit"}})
+        monkeypatch.setenv("MLFLOW_WORKSPACE_CONFIG", str(config))  # tracking stays on ray_workspace
+        submitted = remote(write_project(tmp_path / "proj", LONG_SCRIPT), "doomed", synchronous=False)
+        logs = wait_for_log(head, submitted.job_id, "started pid=")
+        pid = int(logs.split("started pid=")[1].split()[0])
+    finally:
+        head.stop()
+    started = time.monotonic()
+    assert submitted.wait() is False
+    assert time.monotonic() - started < 30
+    assert submitted.get_status() == "FAILED"
+    assert "lost contact with Ray cluster at " + head.address in submitted.failure_message()
+    assert MlflowClient().get_run(submitted.run_id).info.status in ("FAILED", "KILLED")
+    deadline = time.monotonic() + 15
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(pid)

@@ -223,8 +223,8 @@ class ComputeAdapter(ABC):
             _logger.info("=== Submitting run %s to compute target %r (%s) as job %s ===",
                          run_id, self.target.name, self.describe(), job_id)
             self.start_job(spec)
-        except BaseException:
-            client.set_terminated(run_id, "FAILED")
+        except BaseException as exc:
+            client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)

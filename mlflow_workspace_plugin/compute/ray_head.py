@@ -138,10 +138,14 @@ class LocalRayHead:
         raise RuntimeError(f"Ray head at {self.address} not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the head's process group, then SIGKILL whatever of its session is left."""
+        """SIGTERM the head's process group, then SIGKILL whatever is left of its session and of the
+        process tree it had started (job drivers live in sessions of their own)."""
         process, self.process = self.process, None
         if process is not None:
             session = process.pid
+            # Ray starts job drivers (and their watchers) in sessions of their own; an abrupt stop
+            # can orphan them, so remember the whole tree now and reap what outlives the head.
+            tree = descendants(session)
             _signal_group(session, signal.SIGTERM)
             try:
                 process.wait(timeout)
@@ -149,7 +153,10 @@ class LocalRayHead:
                 _signal_group(session, signal.SIGKILL)
                 process.wait(10)
             deadline = time.monotonic() + 5
-            while (leftovers := session_members(session)) and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                leftovers = set(session_members(session)) | {pid for pid, start in tree if _start_time(pid) == start}
+                if not leftovers:
+                    break
                 for pid in leftovers:
                     _signal(pid, signal.SIGKILL)
                 time.sleep(0.2)
@@ -175,9 +182,10 @@ class LocalRayHead:
         self.stop()
 
 
-def session_members(session_id: int) -> list[int]:
-    """Live (non-zombie) processes whose session id is ``session_id`` (Linux /proc)."""
-    members = []
+def _proc_stats() -> dict[int, list[str]]:
+    """``/proc/<pid>/stat`` fields after ``(comm)`` of every live (non-zombie) process:
+    state, ppid, pgrp, session, ... (index 19 is the start time)."""
+    stats = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -185,10 +193,37 @@ def session_members(session_id: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        # fields after "(comm)": state ppid pgrp session ...
-        if fields[0] != "Z" and int(fields[3]) == session_id:
-            members.append(int(entry.name))
-    return members
+        if fields and fields[0] != "Z":
+            stats[int(entry.name)] = fields
+    return stats
+
+
+def session_members(session_id: int) -> list[int]:
+    """Live processes whose session id is ``session_id`` (Linux /proc)."""
+    return [pid for pid, fields in _proc_stats().items() if int(fields[3]) == session_id]
+
+
+def descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, start time) of every live descendant of ``root``; the start time guards against
+    a recycled pid later."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append((pid, stats[pid][19]))
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -200,7 +200,7 @@ class RayJobsAdapter(ComputeAdapter):
         except Exception as exc:
             raise ExecutionException(
                 f"{self.describe()} rejected job {spec.job_id} for run {spec.run_id}: "
-                f"{redact(first_lines(exc), spec.env_vars)}"
+                f"{redact(error_summary(exc), spec.env_vars)}"
             ) from None
 
     def status(self, job_id: str) -> JobInfo:
@@ -234,6 +234,15 @@ def address_problem(value) -> str | None:
     except ValueError:
         return "has an invalid port"
     return None
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line from a job API error: its status line and the server's last error line (the
+    SDK's message is a whole server-side traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip(" .")]
+    if len(lines) <= 2:
+        return first_lines(" ".join(lines))
+    return first_lines(f"{lines[0].split(': Traceback')[0]}: {lines[-1]}")
 
 
 def redact(text: str, env_vars: dict[str, str]) -> str:
