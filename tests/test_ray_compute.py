@@ -127,6 +127,8 @@ def test_async_run_with_address_from_env_captures_outputs(ray_workspace, ray_hea
             "snapshot/script.py", "snapshot/notes.txt"} <= paths
     assert not [p for p in paths if p.startswith("snapshot/data")]
     assert read_artifact(client, run.info.run_id, "outputs/arg.txt") == nasty
+    downloaded = Path(submitted.download_outputs(tmp_path / "fetched"))
+    assert (downloaded / "sub" / "model.txt").read_text() == "weights"
     assert job_client(ray_head).get_job_info(f"mlflow-{run.info.run_id}").runtime_env.get("pip") is None
 
 
