@@ -67,6 +67,9 @@ class Pipeline:
         self._errors: list[tuple[str, MlflowException]] = []
         self._problem: Exception | None = None
         self._parked = False
+        self._acks = 0  # deliveries completed (acknowledged or rejected) so far
+        self._stalled_at: int | None = None  # value of _acks when a flush last ran out of time
+        self._reported = -1  # pending count in the last "not yet acknowledged" message
         self._exit_deadline: float | None = None
         self._journal: Journal | None = None
         self._stop = threading.Event()
@@ -100,16 +103,23 @@ class Pipeline:
         with self._cond:
             return sum(1 for e in self._outstanding.values() if run_id is None or e.run_id == run_id)
 
-    def flush(self, run_id: str | None = None, timeout: float | None = None, release: bool = False) -> int:
+    def flush(self, run_id: str | None = None, timeout: float | None = None, release: bool = False,
+              patient: bool = False) -> int:
         """Wait until entries of ``run_id`` (or all) logged so far are done, at most ``timeout``
         seconds (default ``MLFLOW_WORKSPACE_FLUSH_TIMEOUT``). Returns how many are still pending.
         ``release``: if nothing at all is pending afterwards, close and delete the journal file
-        (end of a run; the next log call starts a new one)."""
+        (end of a run; the next log call starts a new one). ``patient``: an explicit flush, which
+        waits the full limit even right after another flush ran out of time."""
         started = time.monotonic()
         limit = settings.flush_timeout() if timeout is None else timeout
         deadline = started + limit
         if self._exit_deadline is not None:
             deadline = min(deadline, self._exit_deadline)
+        # An earlier flush ran out of time and nothing got through since: the workspace is still
+        # unreachable, so do not make the caller wait the whole limit again (bounded end of run).
+        stalled = self._stalled_at is not None and self._stalled_at == self._acks
+        if stalled and not patient:
+            deadline = min(deadline, started + 0.2)
         with self._cond:
             targets = [s for s, e in self._outstanding.items() if run_id is None or e.run_id == run_id]
             if targets and self._parked:
@@ -128,6 +138,9 @@ class Pipeline:
                 _say(f"sending {len(targets)} logged values to workspace {self.scope.workspace_name!r} "
                      f"(waiting up to {limit:.0f} s; {settings.FLUSH_TIMEOUT_ENV} sets the limit)...")
         if targets:
+            self._stalled_at = self._acks
+        if targets and (not stalled or patient or self._reported != len(targets)):
+            self._reported = len(targets)
             why = f" ({_describe(self._problem)})" if self._problem is not None else ""
             _say(f"{len(targets)} logged values are not yet acknowledged by workspace "
                  f"{self.scope.workspace_name!r}{why}. They are safe in the journal {self.directory} and "
@@ -242,6 +255,7 @@ class Pipeline:
                     entry.ticket.settle(error, result)
             if error is not None:
                 self._errors.append((entries[0].run_id, error))
+            self._acks += 1
             self._cond.notify_all()
 
     def _set_problem(self, problem: Exception | None) -> None:

@@ -146,7 +146,7 @@ class Sender:
             raise AuthFailure(auth.rejected(self.scope, status))
         error = _error_of(response)
         if status in TRANSIENT_STATUS:
-            raise Transient(f"HTTP {status}: {error.message[:300]}", _retry_after(response),
+            raise Transient(error.message[:300], _retry_after(response),
                             server_error=status == 500 and _is_mlflow_error(response))
         raise Rejected(error)
 

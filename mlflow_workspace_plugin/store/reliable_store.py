@@ -15,15 +15,25 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
+from mlflow.entities import Run, RunData, RunInfo, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
+from mlflow.protos.service_pb2 import GetRun
 from mlflow.utils.async_logging.run_operations import RunOperations
+from mlflow.utils.proto_json_utils import parse_dict
+from mlflow.utils.rest_utils import http_request, verify_rest_response
 
 from mlflow_workspace_plugin.reliable import entries, settings
 from mlflow_workspace_plugin.reliable.pipeline import Pipeline, pipeline_for
 from mlflow_workspace_plugin.uri import WorkspaceScope
+
+_logger = logging.getLogger(__name__)
+_ending = threading.local()  # set_terminated: shut_down_async_logging, then get_run for the URL
+QUICK_READ_TIMEOUT = 5
 
 
 class ReliableLogging:
@@ -33,6 +43,12 @@ class ReliableLogging:
 
     def _init_reliable(self, scope: WorkspaceScope, tracking_uri: str) -> None:
         self._pipeline = pipeline_for(scope, tracking_uri) if settings.async_enabled() else None
+        self._run_names: dict[str, tuple[str, str | None]] = {}  # run id -> (experiment id, name)
+
+    def create_run(self, *args: Any, **kwargs: Any) -> Any:
+        run = super().create_run(*args, **kwargs)
+        self._remember(run)
+        return run
 
     # ------------------------------------------------------------------ writes
     def log_metric(self, run_id: str, metric: Any) -> None:
@@ -79,21 +95,47 @@ class ReliableLogging:
     def flush_async_logging(self) -> None:
         if self._pipeline is None:
             return super().flush_async_logging()
-        self._flush_and_raise(None)
+        self._flush_and_raise(None, patient=True)
 
     def end_async_logging(self) -> None:
         if self._pipeline is None:
             return super().end_async_logging()
 
     def shut_down_async_logging(self) -> None:
-        """No-op here: ``update_run_info`` (called right after by ``set_terminated``) flushes."""
+        """``update_run_info`` (called right after by ``set_terminated``) flushes; here we only note
+        that the ``get_run`` in between merely prints the run's URL (see :meth:`get_run`)."""
         if self._pipeline is None:
             return super().shut_down_async_logging()
+        _ending.url_read = True
 
     # ------------------------------------------------------------------ reads flush first
     def get_run(self, run_id: str) -> Any:
+        if self._pipeline is not None and getattr(_ending, "url_read", False):
+            _ending.url_read = False
+            return self._get_run_for_url(run_id)
         self._flush(run_id)
-        return super().get_run(run_id)
+        run = super().get_run(run_id)
+        self._remember(run)
+        return run
+
+    def _get_run_for_url(self, run_id: str) -> Any:
+        """``set_terminated`` reads the run only to print its URL: one quick attempt, and if the
+        workspace does not answer, what we know of the run - so ending a run never waits for
+        MLflow's minutes-long retries, and its final status still gets journaled."""
+        endpoint, method = self._METHOD_TO_INFO[GetRun]
+        try:
+            response = http_request(self.get_host_creds(), endpoint, method, params={"run_id": run_id},
+                                    max_retries=0, timeout=QUICK_READ_TIMEOUT)
+            proto = GetRun.Response()
+            parse_dict(verify_rest_response(response, endpoint).json(), proto)
+            return Run.from_proto(proto.run)
+        except Exception as exc:
+            _logger.debug("mlflow-workspace: quick read of run %s failed: %s", run_id, exc)
+        experiment_id, name = self._run_names.get(run_id, ("", None))
+        info = RunInfo(run_id=run_id, experiment_id=experiment_id, user_id="",
+                       status=RunStatus.to_string(RunStatus.RUNNING), start_time=0, end_time=None,
+                       lifecycle_stage="active", run_name=name)
+        return Run(info, RunData())
 
     def get_metric_history(self, run_id: str, metric_key: str, *args: Any, **kwargs: Any) -> Any:
         self._flush(run_id)
@@ -128,14 +170,19 @@ class ReliableLogging:
         return super().record_logged_model(run_id, mlflow_model)
 
     # ------------------------------------------------------------------ helpers
+    def _remember(self, run: Any) -> None:
+        info = getattr(run, "info", None)
+        if info is not None and self._pipeline is not None:
+            self._run_names[info.run_id] = (info.experiment_id, info.run_name)
+
     def _flush(self, run_id: str | None) -> None:
         if self._pipeline is not None:
             self._pipeline.flush(run_id)
 
-    def _flush_and_raise(self, run_id: str | None, release: bool = False) -> None:
+    def _flush_and_raise(self, run_id: str | None, release: bool = False, patient: bool = False) -> None:
         pipeline = self._pipeline
         assert pipeline is not None
-        left = pipeline.flush(run_id, release=release)
+        left = pipeline.flush(run_id, release=release, patient=patient)
         errors = pipeline.take_errors(run_id)
         if errors:
             raise rejection_error(errors)

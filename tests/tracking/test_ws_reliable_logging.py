@@ -227,3 +227,22 @@ def test_async_logging_can_be_switched_off(workspace, monkeypatch):
     assert [p["value"] for p in history(workspace.server, run_id, "loss")] == [0.5]  # sent at once
     assert journal_files(workspace.client_dir.parent / "workspace-home") == []
     mlflow.end_run()
+
+
+def test_end_run_during_an_outage_is_bounded_and_the_status_follows_later(workspace, monkeypatch, fast_retries):
+    monkeypatch.setenv("MLFLOW_WORKSPACE_FLUSH_TIMEOUT", "3")
+    run_id = _start("reliable-outage-end")
+    for step in range(300):
+        mlflow.log_metric("loss", 1.0, step=step)
+    workspace.server.stop()  # connection refused behind the door: 502 for everything
+    try:
+        started = time.perf_counter()
+        mlflow.end_run()  # no raise, no minutes of MLflow retries: bounded by the flush limit
+        took = time.perf_counter() - started
+        assert took < 10, f"end_run took {took:.1f}s with the workspace down"
+        assert journal_files(workspace.client_dir.parent / "workspace-home")
+    finally:
+        workspace.server.start()
+    mlflow.flush_async_logging()  # explicit: waits until the workspace took everything
+    assert_exactly(workspace.server, run_id, "loss", 300)
+    assert run_data(workspace.server, run_id)["info"]["status"] == "FINISHED"
