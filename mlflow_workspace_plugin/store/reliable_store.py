@@ -83,6 +83,7 @@ class ReliableLogging:
         journaled when the flush limit is reached (it will be sent later)."""
         if self._pipeline is None:
             return super().update_run_info(run_id, run_status, end_time, run_name)
+        _ending.url_read = False
         future = self._pipeline.append([entries.run_update(run_id, run_status, end_time, run_name)],
                                        want_future=True)
         self._pipeline.kick_replay()
