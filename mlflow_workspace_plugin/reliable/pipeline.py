@@ -118,17 +118,22 @@ class Pipeline:
         # An earlier flush ran out of time and nothing got through since: the workspace is still
         # unreachable, so do not make the caller wait the whole limit again (bounded end of run).
         stalled = self._stalled_at is not None and self._stalled_at == self._acks
+        full_deadline = deadline
         if stalled and not patient:
-            deadline = min(deadline, started + 0.2)
+            deadline = min(deadline, started + 0.2)  # ...unless something gets through meanwhile
         with self._cond:
             targets = [s for s, e in self._outstanding.items() if run_id is None or e.run_id == run_id]
             if targets and self._parked:
                 self._parked = False
                 self._cond.notify_all()
+            seen_acks = self._acks
         announced = False
         while targets:
             with self._cond:
-                targets = [s for s in targets if s in self._outstanding]
+                if self._acks != seen_acks:  # re-check only after deliveries
+                    seen_acks = self._acks
+                    targets = [s for s in targets if s in self._outstanding]
+                    deadline = full_deadline
                 now = time.monotonic()
                 if not targets or now >= deadline or self._parked or isinstance(self._problem, AuthFailure):
                     break
