@@ -16,16 +16,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# benchmarks/ also holds logging.py (another benchmark): keep it from shadowing the stdlib module.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
 
 SCRIPT = "print('hello from a trivial project')\n"
 MLPROJECT = 'name: trivial\nentry_points:\n  main:\n    command: "python script.py"\n'

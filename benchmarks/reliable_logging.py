@@ -14,7 +14,7 @@ calls and scaled x5, it runs at ~100 calls/s), (b) MLflow's async logging over h
 front door (``azureml://``; durable after ``flush_async_logging``).
 
 The last line is ``logging: <(a) time-to-return / (c) time-to-return>x``.
-Usage: ``python benchmarks/logging.py``.
+Usage: ``python benchmarks/reliable_logging.py``.
 """
 
 from __future__ import annotations
