@@ -13,7 +13,6 @@ Last line: ``remote: <local azureml FINISHED median / Ray FINISHED median>x`` (a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import argparse
