@@ -13,14 +13,13 @@ Last line: ``remote: <local azureml FINISHED median / Ray FINISHED median>x`` (a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import argparse
 import json
 import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 SCRIPT = "print('hello from a trivial project')\n"
 MLPROJECT = 'name: trivial\nentry_points:\n  main:\n    command: "python script.py"\n'
