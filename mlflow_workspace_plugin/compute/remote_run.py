@@ -19,10 +19,9 @@ import threading
 import time
 
 from mlflow import MlflowClient
-from mlflow.exceptions import ExecutionException
-from mlflow.projects.submitted_run import SubmittedRun
 
 from mlflow_workspace_plugin.compute.base import ComputeAdapter, JobInfo, JobState, first_lines
+from mlflow_workspace_plugin.projects.watched_run import WatchedRun
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 POLL_SECONDS = 0.2            # first polls; the interval grows to POLL_MAX_SECONDS on long jobs
@@ -37,34 +36,27 @@ _PLUGIN_HINT = (
 )
 
 
-class RemoteProjectRun(SubmittedRun):
+class RemoteProjectRun(WatchedRun):
     """A project run executing as job ``job_id`` through ``adapter``."""
 
     def __init__(self, adapter: ComputeAdapter, job_id: str, run_id: str, tracking_uri: str,
                  echo: bool = True, raise_on_failure: bool = False) -> None:
+        super().__init__(run_id, raise_on_failure)
         self._adapter = adapter
         self._job_id = job_id
-        self._run_id = run_id
         self._client = MlflowClient(tracking_uri)
         self._echo = echo
-        self._raise_on_failure = raise_on_failure
         self._lock = threading.Lock()
         self._stop_polling = threading.Event()
         self._cancelled = threading.Event()
-        self._done = threading.Event()
         self._info = JobInfo(JobState.PENDING)
         self._log_text = ""
         self._log_offset = 0
-        self._final_status: str | None = None
         self._error: str | None = None
         self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-job-{run_id[:8]}", daemon=True)
         self._watcher.start()
 
     # ---------------------------------------------------------------- SubmittedRun API
-    @property
-    def run_id(self) -> str:
-        return self._run_id
-
     @property
     def job_id(self) -> str:
         return self._job_id
@@ -73,19 +65,6 @@ class RemoteProjectRun(SubmittedRun):
     def job_state(self) -> JobState:
         """The job's last observed state (PENDING / RUNNING / SUCCEEDED / FAILED / STOPPED)."""
         return self._info.state
-
-    def wait(self) -> bool:
-        """Block until the job has ended and the run is final; True iff FINISHED."""
-        while not self._done.wait(0.5):  # short waits: Ctrl-C stays responsive
-            pass
-        if self._final_status != "FINISHED" and self._raise_on_failure:
-            raise ExecutionException(self.failure_message())
-        return self._final_status == "FINISHED"
-
-    def get_status(self) -> str:
-        if not self._done.is_set() or self._final_status is None:
-            return "RUNNING"
-        return self._final_status
 
     def cancel(self) -> None:
         """Stop the job, wait (bounded) until it is STOPPED, end the run KILLED."""

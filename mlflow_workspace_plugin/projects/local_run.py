@@ -14,19 +14,17 @@ import weakref
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import RunStatus
-from mlflow.exceptions import ExecutionException
-from mlflow.projects.submitted_run import SubmittedRun
 
 from mlflow_workspace_plugin.projects import capture
 from mlflow_workspace_plugin.projects.snapshot import Snapshot
+from mlflow_workspace_plugin.projects.watched_run import WatchedRun
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 TERMINATE_GRACE_SECONDS = 10.0
 _active_runs: "weakref.WeakSet[LocalProjectRun]" = weakref.WeakSet()
 
 
-class LocalProjectRun(SubmittedRun):
+class LocalProjectRun(WatchedRun):
     """Runs ``command`` with ``bash -c`` in ``work_dir`` in its own process group.
 
     A watcher thread tees its output to the console and ``user_logs/std_log.txt``, uploads the
@@ -44,13 +42,10 @@ class LocalProjectRun(SubmittedRun):
         echo: bool = True,
         raise_on_failure: bool = False,
     ) -> None:
-        self._run_id = run_id
+        super().__init__(run_id, raise_on_failure)
         self._client = MlflowClient(tracking_uri)
         self._work_dir = Path(work_dir)
-        self._raise_on_failure = raise_on_failure
         self._cancelled = threading.Event()
-        self._done = threading.Event()  # not Thread.join: an interrupted join can corrupt it
-        self._final_status: str | None = None
         self._error: str | None = None
         self._scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-{run_id[:8]}-"))
         self._tee = capture.LogTee(self._scratch / capture.LOG_ARTIFACT_NAME, echo=echo)
@@ -76,25 +71,8 @@ class LocalProjectRun(SubmittedRun):
 
     # ---------------------------------------------------------------- SubmittedRun API
     @property
-    def run_id(self) -> str:
-        return self._run_id
-
-    @property
     def pid(self) -> int:
         return self._proc.pid
-
-    def wait(self) -> bool:
-        """Block until the run has ended and its capture is uploaded; True iff FINISHED."""
-        while not self._done.wait(0.5):
-            pass
-        if self._final_status != "FINISHED" and self._raise_on_failure:
-            raise ExecutionException(self.failure_message())
-        return self._final_status == "FINISHED"
-
-    def get_status(self) -> str:
-        if not self._done.is_set() or self._final_status is None:
-            return RunStatus.to_string(RunStatus.RUNNING)
-        return self._final_status
 
     def cancel(self) -> None:
         """Stop the child process tree (SIGTERM, then SIGKILL) and wait for the run to end KILLED."""
