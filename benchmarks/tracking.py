@@ -15,7 +15,10 @@ Workload per target (what user code does, via ``MlflowClient`` calls that the fl
   bulk/async loggers send metrics;
 * ``log_param`` x 100 and ``log_artifact`` x 50 small files (proxied artifact uploads).
 
-Prints per-phase times and ratios; the last line is ``tracking: <direct time / plugin time>x``
+Every timed phase ends with ``get_run`` on its run, so times are *until the server has the data*:
+the plugin journals log calls and sends them in batches in the background (see README "Reliable
+logging"), and a read waits for the run's pending data; over plain http each call is already
+synchronous. Prints per-phase times and ratios; the last line is ``tracking: <direct time / plugin time>x``
 (above 1 means the plugin path is faster). Usage: ``python benchmarks/tracking.py``.
 """
 
@@ -109,6 +112,9 @@ def main() -> None:
                     for name in order:
                         started = time.perf_counter()
                         phase(targets[name], runs[name], half)
+                        # until durable: the plugin journals and sends in the background, and a
+                        # read of the run waits for that run's pending data (read-your-writes)
+                        targets[name].get_run(runs[name])
                         times[name][index] += time.perf_counter() - started
 
             for name, client in targets.items():  # sanity: both runs hold the same data
