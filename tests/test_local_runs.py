@@ -282,3 +282,46 @@ def test_environment_preparation_failure_ends_run_failed(local_tracking, tmp_pat
     run = only_run(MlflowClient())
     assert run.info.status == "FAILED" and run.data.tags["mlflow.project.env"] == "virtualenv"
     assert not (project / "ran.txt").exists()
+
+
+PROGRESS_SCRIPT = """
+    import time
+    from pathlib import Path
+    Path("logs").mkdir(exist_ok=True)
+    print("tick 1", flush=True)
+    Path("logs/progress.txt").write_text("epoch 1 of 3")
+    deadline = time.time() + 90
+    while not Path("release").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    print("done", flush=True)
+"""
+
+
+def test_logs_are_uploaded_live_while_running(local_tracking, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_WORKSPACE_LOG_SYNC_SECONDS", "0.3")
+    project = write_project(tmp_path / "proj", PROGRESS_SCRIPT)
+    submitted = run_project(project, synchronous=False)
+    client = MlflowClient()
+    try:
+        deadline = time.time() + 60
+        seen: list[str] = []
+        while time.time() < deadline:
+            seen = artifact_paths(client, submitted.run_id)
+            if {"user_logs/std_log.txt", "logs/progress.txt"} <= set(seen) and "tick 1" in read_artifact(
+                    client, submitted.run_id, "user_logs/std_log.txt"):
+                break
+            time.sleep(0.2)
+        assert {"user_logs/std_log.txt", "logs/progress.txt"} <= set(seen)
+        assert submitted.get_status() == "RUNNING"
+        assert client.get_run(submitted.run_id).info.status == "RUNNING"
+    finally:
+        (project / "release").write_text("go")
+    assert submitted.wait()
+    assert "done" in read_artifact(client, submitted.run_id, "user_logs/std_log.txt")
+
+
+def test_bad_log_sync_setting_fails_before_run(local_tracking, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_WORKSPACE_LOG_SYNC_SECONDS", "soon")
+    with pytest.raises(ExecutionException, match="MLFLOW_WORKSPACE_LOG_SYNC_SECONDS='soon' is not allowed"):
+        run_project(write_project(tmp_path / "proj", "print('x')"))
+    assert_no_runs(MlflowClient())

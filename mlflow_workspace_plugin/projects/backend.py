@@ -24,6 +24,7 @@ from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_PROJECT_ENV
 
 from mlflow_workspace_plugin.projects.backend_config import BackendConfig, parse_backend_config
+from mlflow_workspace_plugin.projects.capture import log_sync_interval
 from mlflow_workspace_plugin.projects.environment import choose_environment, prepare_environment
 from mlflow_workspace_plugin.projects.local_run import LocalProjectRun
 from mlflow_workspace_plugin.projects.parameters import normalise_parameters, validate_parameters
@@ -53,6 +54,7 @@ class WorkspaceProjectBackend(AbstractBackend):
                                     config, tracking_uri, experiment_id, from_cli)
         env_kind = choose_environment(project, config)
         snapshot = collect_snapshot(work_dir)
+        log_sync_seconds = log_sync_interval()
 
         active_run = get_or_create_run(config.run_id, project_uri, experiment_id, work_dir, version, entry_point, params)
         run_id = active_run.info.run_id
@@ -72,6 +74,7 @@ class WorkspaceProjectBackend(AbstractBackend):
                 snapshot=snapshot,
                 echo=config.stream_output,
                 raise_on_failure=config.synchronous or from_cli,
+                log_sync_seconds=log_sync_seconds,
             )
         except BaseException:
             client.set_terminated(run_id, "FAILED")

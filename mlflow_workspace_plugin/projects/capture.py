@@ -115,3 +115,71 @@ def remove_tree(path: Path) -> None:
 def mtime_floor(timestamp: float) -> float:
     """Filesystems store mtimes coarsely; allow for it when comparing with the run start."""
     return timestamp - (2.0 if os.name == "nt" else 0.05)
+
+
+LOG_SYNC_ENV = "MLFLOW_WORKSPACE_LOG_SYNC_SECONDS"
+DEFAULT_LOG_SYNC_SECONDS = 10.0
+
+
+def log_sync_interval() -> float | None:
+    """Seconds between live log uploads (``$MLFLOW_WORKSPACE_LOG_SYNC_SECONDS``); None = off (0)."""
+    from mlflow.exceptions import ExecutionException
+
+    raw = os.environ.get(LOG_SYNC_ENV)
+    if raw is None:
+        return DEFAULT_LOG_SYNC_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != value:
+        raise ExecutionException(
+            f"{LOG_SYNC_ENV}={raw!r} is not allowed: use a number of seconds >= 0 (0 turns live log upload off)"
+        )
+    return value or None
+
+
+class LiveLogSync:
+    """While a run is going, re-upload its console log and the files changed under ``./logs``
+    every ``interval`` seconds, so the workspace shows progress before the run ends."""
+
+    def __init__(self, client: MlflowClient, run_id: str, log_path: Path, work_dir: Path,
+                 since: float, interval: float) -> None:
+        self._client, self._run_id = client, run_id
+        self._log_path, self._logs_dir = log_path, work_dir / "logs"
+        self._work_dir, self._since, self._interval = work_dir, since, interval
+        self._log_size = -1
+        self._uploaded: dict[Path, int] = {}
+        self._stop = threading.Event()
+        self._warned = False
+        self._thread = threading.Thread(target=self._loop, name=f"mlflow-ws-logs-{run_id[:8]}", daemon=True)
+
+    def start(self) -> "LiveLogSync":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.sync_once()
+            except Exception as exc:  # progress upload is best effort; the final upload is not
+                if not self._warned:
+                    self._warned = True
+                    print(f"mlflow-workspace: live log upload for run {self._run_id} failed ({exc}); "
+                          "the logs are uploaded when the run ends", file=sys.stderr)
+
+    def sync_once(self) -> None:
+        size = self._log_path.stat().st_size if self._log_path.is_file() else -1
+        if size != self._log_size:
+            upload_log(self._client, self._run_id, self._log_path)
+            self._log_size = size
+        for path in files_changed_since(self._logs_dir, self._since):
+            stamp = path.stat().st_mtime_ns
+            if self._uploaded.get(path) != stamp:
+                rel_parent = path.parent.relative_to(self._work_dir).as_posix()
+                self._client.log_artifact(self._run_id, str(path), artifact_path=rel_parent)
+                self._uploaded[path] = stamp

@@ -27,8 +27,9 @@ _active_runs: "weakref.WeakSet[LocalProjectRun]" = weakref.WeakSet()
 class LocalProjectRun(WatchedRun):
     """Runs ``command`` with ``bash -c`` in ``work_dir`` in its own process group.
 
-    A watcher thread tees its output to the console and ``user_logs/std_log.txt``, uploads the
-    snapshot, ``./outputs`` and ``./logs``, then ends the MLflow run FINISHED / FAILED / KILLED.
+    A watcher thread tees its output to the console and ``user_logs/std_log.txt`` (re-uploaded,
+    with ``./logs``, every few seconds while the run goes), uploads the snapshot, ``./outputs`` and
+    ``./logs``, then ends the MLflow run FINISHED / FAILED / KILLED.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class LocalProjectRun(WatchedRun):
         snapshot: Snapshot | None,
         echo: bool = True,
         raise_on_failure: bool = False,
+        log_sync_seconds: float | None = capture.DEFAULT_LOG_SYNC_SECONDS,
     ) -> None:
         super().__init__(run_id, raise_on_failure)
         self._client = MlflowClient(tracking_uri)
@@ -65,6 +67,9 @@ class LocalProjectRun(WatchedRun):
         )
         self._tee.follow(self._proc.stdout, out, is_stderr=False)
         self._tee.follow(self._proc.stderr, err, is_stderr=True)
+        self._live_logs = None if not log_sync_seconds else capture.LiveLogSync(
+            self._client, run_id, self._tee.log_path, self._work_dir, capture.mtime_floor(self.started_at),
+            log_sync_seconds).start()
         self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-run-{run_id[:8]}", daemon=True)
         self._watcher.start()
         _active_runs.add(self)
@@ -132,6 +137,8 @@ class LocalProjectRun(WatchedRun):
             _active_runs.discard(self)
 
     def _finish(self, code: int) -> None:
+        if self._live_logs is not None:
+            self._live_logs.stop()
         self._tee.close()
         if self._snapshot_thread is not None:
             self._snapshot_thread.join()
