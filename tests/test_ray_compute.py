@@ -172,6 +172,33 @@ def test_cancel_stops_ray_job_and_marks_killed(ray_workspace, ray_head, tmp_path
     assert "started pid=" in read_artifact(MlflowClient(), submitted.run_id, "user_logs/std_log.txt")
 
 
+PROGRESS_SCRIPT = """
+    import time
+    from pathlib import Path
+    Path("logs").mkdir(exist_ok=True)
+    print("tick 1", flush=True)
+    Path("logs/progress.txt").write_text("epoch 1 of 3")
+    time.sleep(6)
+    print("done", flush=True)
+"""
+
+
+def test_job_uploads_logs_live_while_running(ray_workspace, ray_head, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_WORKSPACE_LOG_SYNC_SECONDS", "0.5")
+    submitted = remote(write_project(tmp_path / "proj", PROGRESS_SCRIPT), "fast-cluster", synchronous=False)
+    client = MlflowClient()
+    deadline = time.time() + 60
+    seen: set[str] = set()
+    while time.time() < deadline and not {"user_logs/std_log.txt", "logs/progress.txt"} <= seen:
+        seen = set(artifact_paths(client, submitted.run_id))
+        time.sleep(0.3)
+    assert {"user_logs/std_log.txt", "logs/progress.txt"} <= seen
+    assert client.get_run(submitted.run_id).info.status == "RUNNING"
+    assert "tick 1" in read_artifact(client, submitted.run_id, "user_logs/std_log.txt")
+    assert submitted.wait()
+    assert "done" in read_artifact(client, submitted.run_id, "user_logs/std_log.txt")
+
+
 def test_runtime_env_failure_is_a_clear_error_and_failed_run(ray_workspace, tmp_path):
     with pytest.raises(ExecutionException) as err:
         remote(write_project(tmp_path / "proj", "print('never')"), "broken-env")

@@ -41,7 +41,7 @@ COMPUTE_TYPE_TAG = "azureml.compute.type"
 RUNNER_MODULE = "mlflow_workspace_plugin.compute.job_runner"
 # Only these reach the job: the run's identity and the tracking server's connection/auth settings.
 _JOB_ENV_PREFIXES = ("MLFLOW_TRACKING_",)
-_JOB_ENV_KEYS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "PYTHONUNBUFFERED")
+_JOB_ENV_KEYS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "PYTHONUNBUFFERED", "MLFLOW_WORKSPACE_LOG_SYNC_SECONDS")
 
 
 class JobState(str, enum.Enum):

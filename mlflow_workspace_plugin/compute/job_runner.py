@@ -93,10 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     tee.follow(proc.stderr, sys.stderr, is_stderr=True)
 
     client = MlflowClient(tracking_uri)
+    interval = capture.log_sync_interval()
+    live_logs = None if interval is None else capture.LiveLogSync(
+        client, run_id, tee.log_path, work_dir, capture.mtime_floor(started), interval).start()
     snapshot = threading.Thread(target=_guarded, args=("snapshot upload", capture.upload_snapshot, client,
                                                        run_id, source), daemon=True)
     snapshot.start()
     code = proc.wait()
+    if live_logs is not None:
+        live_logs.stop()
     tee.close(timeout=5)
     if stop.requested.is_set():
         _set_status(client, run_id, "KILLED")  # first: Ray SIGKILLs us a few seconds after SIGTERM

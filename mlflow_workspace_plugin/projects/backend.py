@@ -49,12 +49,12 @@ class WorkspaceProjectBackend(AbstractBackend):
         project = load_project(work_dir)
         params = normalise_parameters(params)
         validate_parameters(project, entry_point, params)
+        log_sync_seconds = log_sync_interval()
         if config.is_remote:
             return self._run_remote(project_uri, project, work_dir, entry_point, params, version,
                                     config, tracking_uri, experiment_id, from_cli)
         env_kind = choose_environment(project, config)
         snapshot = collect_snapshot(work_dir)
-        log_sync_seconds = log_sync_interval()
 
         active_run = get_or_create_run(config.run_id, project_uri, experiment_id, work_dir, version, entry_point, params)
         run_id = active_run.info.run_id
