@@ -322,6 +322,6 @@ def test_logs_are_uploaded_live_while_running(local_tracking, tmp_path, monkeypa
 
 def test_bad_log_sync_setting_fails_before_run(local_tracking, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_WORKSPACE_LOG_SYNC_SECONDS", "soon")
-    with pytest.raises(ExecutionException, match="MLFLOW_WORKSPACE_LOG_SYNC_SECONDS='soon' is not allowed"):
+    with pytest.raises(MlflowException, match="MLFLOW_WORKSPACE_LOG_SYNC_SECONDS='soon' is not allowed: use a number >= 0"):
         run_project(write_project(tmp_path / "proj", "print('x')"))
     assert_no_runs(MlflowClient())

@@ -12,6 +12,7 @@ from typing import IO, Iterable
 
 from mlflow import MlflowClient
 
+from mlflow_workspace_plugin.env_settings import env_number
 from mlflow_workspace_plugin.projects.snapshot import Snapshot
 
 LOG_ARTIFACT_DIR = "user_logs"
@@ -123,20 +124,7 @@ DEFAULT_LOG_SYNC_SECONDS = 10.0
 
 def log_sync_interval() -> float | None:
     """Seconds between live log uploads (``$MLFLOW_WORKSPACE_LOG_SYNC_SECONDS``); None = off (0)."""
-    from mlflow.exceptions import ExecutionException
-
-    raw = os.environ.get(LOG_SYNC_ENV)
-    if raw is None:
-        return DEFAULT_LOG_SYNC_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0 or value != value:
-        raise ExecutionException(
-            f"{LOG_SYNC_ENV}={raw!r} is not allowed: use a number of seconds >= 0 (0 turns live log upload off)"
-        )
-    return value or None
+    return env_number(LOG_SYNC_ENV, DEFAULT_LOG_SYNC_SECONDS) or None
 
 
 class LiveLogSync:

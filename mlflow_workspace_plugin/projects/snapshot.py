@@ -10,6 +10,8 @@ import pathspec
 
 from mlflow.exceptions import ExecutionException
 
+from mlflow_workspace_plugin.env_settings import env_number
+
 IGNORE_FILES = (".amlignore", ".gitignore")
 ALWAYS_EXCLUDED = (".git/", "__pycache__/", ".ipynb_checkpoints/")
 MAX_MB_ENV = "MLFLOW_WORKSPACE_SNAPSHOT_MAX_MB"
@@ -26,19 +28,6 @@ class Snapshot:
     files: tuple[str, ...]
     total_bytes: int
     ignore_file: str | None
-
-
-def _limit(env: str, default: float) -> float:
-    raw = os.environ.get(env)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ExecutionException(f"{env}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ExecutionException(f"{env}={raw!r} must be positive")
-    return value
 
 
 def load_ignore_spec(root: Path) -> tuple[pathspec.GitIgnoreSpec, str | None]:
@@ -58,8 +47,8 @@ def collect_snapshot(root: str | os.PathLike) -> Snapshot:
     """Walk ``root`` and return the snapshot file list; raise if over the size or count limit."""
     root = Path(root).resolve()
     spec, used = load_ignore_spec(root)
-    max_bytes = _limit(MAX_MB_ENV, DEFAULT_MAX_MB) * 1024 * 1024
-    max_files = int(_limit(MAX_FILES_ENV, DEFAULT_MAX_FILES))
+    max_bytes = env_number(MAX_MB_ENV, DEFAULT_MAX_MB, allow_zero=False) * 1024 * 1024
+    max_files = int(env_number(MAX_FILES_ENV, DEFAULT_MAX_FILES, allow_zero=False))
     files: list[str] = []
     total = 0
     for directory, dirnames, filenames in os.walk(root):

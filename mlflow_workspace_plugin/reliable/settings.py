@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+from mlflow_workspace_plugin.env_settings import env_number
+
 FLUSH_TIMEOUT_ENV = "MLFLOW_WORKSPACE_FLUSH_TIMEOUT"
 RETRY_TIMEOUT_ENV = "MLFLOW_WORKSPACE_RETRY_TIMEOUT"
 RETRY_MAX_WAIT_ENV = "MLFLOW_WORKSPACE_RETRY_MAX_WAIT"
@@ -19,40 +23,28 @@ MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many sec
 PROGRESS_AFTER = 1.0  # a flush longer than this prints a progress message
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {raw!r}")
-    return value
-
-
 def flush_timeout() -> float:
-    return _float(FLUSH_TIMEOUT_ENV, DEFAULT_FLUSH_TIMEOUT)
+    return env_number(FLUSH_TIMEOUT_ENV, DEFAULT_FLUSH_TIMEOUT)
 
 
 def retry_timeout() -> float:
-    return _float(RETRY_TIMEOUT_ENV, DEFAULT_RETRY_TIMEOUT)
+    return env_number(RETRY_TIMEOUT_ENV, DEFAULT_RETRY_TIMEOUT)
 
 
 def retry_max_wait() -> float:
-    return max(0.05, _float(RETRY_MAX_WAIT_ENV, DEFAULT_RETRY_MAX_WAIT))
+    return max(0.05, env_number(RETRY_MAX_WAIT_ENV, DEFAULT_RETRY_MAX_WAIT))
 
 
 def request_timeout() -> float:
-    return max(1.0, _float(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT))
+    return max(1.0, env_number(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT))
 
 
 def journal_sync() -> str:
     """SQLite ``synchronous`` level: NORMAL survives a killed process, FULL also a power cut."""
     value = os.environ.get(JOURNAL_SYNC_ENV, "NORMAL").strip().upper() or "NORMAL"
     if value not in ("NORMAL", "FULL"):
-        raise ValueError(f"{JOURNAL_SYNC_ENV} must be NORMAL or FULL, got {value!r}")
+        raise MlflowException(f"{JOURNAL_SYNC_ENV}={value!r} is not allowed: use NORMAL or FULL",
+                              error_code=INVALID_PARAMETER_VALUE)
     return value
 
 

@@ -108,10 +108,10 @@ def test_journal_files_are_private(tmp_path):
 
 def test_settings_are_validated(monkeypatch):
     monkeypatch.setenv(settings.FLUSH_TIMEOUT_ENV, "soon")
-    with pytest.raises(ValueError, match="MLFLOW_WORKSPACE_FLUSH_TIMEOUT"):
+    with pytest.raises(MlflowException, match="MLFLOW_WORKSPACE_FLUSH_TIMEOUT='soon' is not allowed"):
         settings.flush_timeout()
     monkeypatch.setenv(settings.JOURNAL_SYNC_ENV, "off")
-    with pytest.raises(ValueError, match="NORMAL or FULL"):
+    with pytest.raises(MlflowException, match="NORMAL or FULL"):
         settings.journal_sync()
     monkeypatch.setenv(settings.ASYNC_ENV, "false")
     assert settings.async_enabled() is False
