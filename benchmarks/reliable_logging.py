@@ -82,11 +82,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         os.environ["MLFLOW_WORKSPACE_HOME"] = str(tmp / "workspace-home")
         os.environ["MLFLOW_TRACKING_TOKEN"] = token
-        server = ws_servers.start_mlflow_server(tmp / "server")
-        door = None
-        try:
-            door = ws_servers.start_front_door_process(server.url, token)
-            ws_servers.wait_until_idle(server.process)
+        with ws_servers.server_behind_front_door(tmp / "server", token) as (server, door):
             http = MlflowClient(server.url)
             workspace = MlflowClient(ws_servers.workspace_uri(door.port))
             for client in (http, workspace):  # warm up connections and the server
@@ -102,10 +98,6 @@ def main() -> None:
             ):
                 ws_servers.wait_until_idle(server.process, timeout=30)
                 results.append(measure(name, client, server.url, calls, synchronous))
-        finally:
-            if door is not None:
-                door.stop()
-            server.stop()
 
     print(f"{CALLS:,} log_metric calls per path (one run each, same server)")
     print(f"{'path':34} {'return s':>10} {'durable s':>10} {'calls/s to return':>18}")

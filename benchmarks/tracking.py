@@ -90,11 +90,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         os.environ["MLFLOW_WORKSPACE_HOME"] = str(tmp / "workspace-home")
         os.environ["MLFLOW_TRACKING_TOKEN"] = token
-        server = ws_servers.start_mlflow_server(tmp / "server")
-        door = None
-        try:
-            door = ws_servers.start_front_door_process(server.url, token)
-            ws_servers.wait_until_idle(server.process)  # let the server finish starting up
+        with ws_servers.server_behind_front_door(tmp / "server", token) as (server, door):
             targets = {"direct http": MlflowClient(server.url),
                        "plugin": MlflowClient(ws_servers.workspace_uri(door.port))}
             runs = {}
@@ -123,10 +119,6 @@ def main() -> None:
                 assert len(client.get_metric_history(runs[name], "loss")) == METRIC_POINTS
                 assert len(client.list_artifacts(runs[name], "small")) == ARTIFACTS
                 client.set_terminated(runs[name])
-        finally:
-            if door is not None:
-                door.stop()
-            server.stop()
 
     print(f"{'phase':<28}{'direct http':>13}{'plugin':>10}{'ratio':>8}")
     for index, (label, _) in enumerate(phases):

@@ -40,8 +40,19 @@ class WorkspaceProjectBackend(AbstractBackend):
     """Runs MLflow projects locally (with run capture) or on a workspace compute target."""
 
     def run(self, project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id) -> SubmittedRun:
-        config = parse_backend_config(backend_config)
         from_cli = invoked_from_mlflow_cli()
+        # From the CLI, SIGTERM acts like Ctrl-C from the start, so no window leaves an orphan run
+        previous = _interrupt_on_sigterm() if from_cli else None
+        try:
+            return self._run(project_uri, entry_point, params, version, backend_config, tracking_uri,
+                             experiment_id, from_cli)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _run(self, project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id,
+             from_cli: bool) -> SubmittedRun:
+        config = parse_backend_config(backend_config)
         tracking_uri, experiment_id = resolve_workspace_tracking(tracking_uri, experiment_id)
         if os.path.isdir(project_uri):
             ensure_mlproject(project_uri, entry_point)
@@ -123,21 +134,17 @@ def wait_if_cli(submitted: SubmittedRun, from_cli: bool) -> SubmittedRun:
     """From the CLI, stream to the end and fail with a non-zero exit (ExecutionException)."""
     if not from_cli:
         return submitted
-    previous = _interrupt_on_sigterm()
     try:
         submitted.wait()  # raises ExecutionException with the error tail on failure
     except KeyboardInterrupt:
         _logger.error("=== Run (ID '%s') interrupted, cancelling run ===", submitted.run_id)
         submitted.cancel()
         raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return submitted
 
 
 def _interrupt_on_sigterm():
-    """While the CLI waits, treat SIGTERM like Ctrl-C so the run is cancelled, not orphaned."""
+    """In the CLI, treat SIGTERM like Ctrl-C so the run is cancelled, not orphaned."""
     if threading.current_thread() is not threading.main_thread():
         return None
 

@@ -6,6 +6,7 @@ in its own session (process group) and stopped by that group id only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -224,3 +226,19 @@ def start_front_door_process(upstream: str, token: str, timeout: float = 30.0) -
     except BaseException:
         door.stop()
         raise
+
+
+@contextlib.contextmanager
+def server_behind_front_door(root: Path, token: str) -> Iterator[tuple[MlflowServer, FrontDoorProcess]]:
+    """A started, idle ``mlflow server`` and a front door process checking ``token``; both are
+    stopped on exit (what the benchmarks share)."""
+    server = start_mlflow_server(root)
+    door = None
+    try:
+        door = start_front_door_process(server.url, token)
+        wait_until_idle(server.process)
+        yield server, door
+    finally:
+        if door is not None:
+            door.stop()
+        server.stop()
