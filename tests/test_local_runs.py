@@ -325,3 +325,15 @@ def test_bad_log_sync_setting_fails_before_run(local_tracking, tmp_path, monkeyp
     with pytest.raises(MlflowException, match="MLFLOW_WORKSPACE_LOG_SYNC_SECONDS='soon' is not allowed: use a number >= 0"):
         run_project(write_project(tmp_path / "proj", "print('x')"))
     assert_no_runs(MlflowClient())
+
+
+def test_bad_input_without_tracking_uri_changes_nothing(isolated_workspace, tmp_path):
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    project = write_project(tmp_path / "proj", "print('x')", parameters="alpha: float",
+                            command="python script.py {alpha}")
+    with pytest.raises(MlflowException, match="must be of type float"):
+        mlflow.projects.run(str(project), backend="azureml", parameters={"alpha": "high"},
+                            backend_config={"USE_CONDA": False})
+    assert not is_tracking_uri_set()
+    assert not (isolated_workspace / "mlflow.db").exists()

@@ -53,7 +53,6 @@ class WorkspaceProjectBackend(AbstractBackend):
     def _run(self, project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id,
              from_cli: bool) -> SubmittedRun:
         config = parse_backend_config(backend_config)
-        tracking_uri, experiment_id = resolve_workspace_tracking(tracking_uri, experiment_id)
         if os.path.isdir(project_uri):
             ensure_mlproject(project_uri, entry_point)
         work_dir = fetch_and_validate_project(project_uri, version, entry_point, params)
@@ -61,6 +60,7 @@ class WorkspaceProjectBackend(AbstractBackend):
         params = normalise_parameters(params)
         validate_parameters(project, entry_point, params)
         log_sync_seconds = log_sync_interval()
+        tracking_uri, experiment_id = resolve_workspace_tracking(tracking_uri, experiment_id)
         if config.is_remote:
             return self._run_remote(project_uri, project, work_dir, entry_point, params, version,
                                     config, tracking_uri, experiment_id, from_cli)
