@@ -87,6 +87,9 @@ class WorkspaceProjectBackend(AbstractBackend):
                 raise_on_failure=config.synchronous or from_cli,
                 log_sync_seconds=log_sync_seconds,
             )
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
+            client.set_terminated(run_id, "KILLED")
+            raise
         except BaseException:
             client.set_terminated(run_id, "FAILED")
             raise

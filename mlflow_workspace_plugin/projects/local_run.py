@@ -65,14 +65,19 @@ class LocalProjectRun(WatchedRun):
             start_new_session=True,
             close_fds=True,
         )
-        self._tee.follow(self._proc.stdout, out, is_stderr=False)
-        self._tee.follow(self._proc.stderr, err, is_stderr=True)
-        self._live_logs = None if not log_sync_seconds else capture.LiveLogSync(
-            self._client, run_id, self._tee.log_path, self._work_dir, capture.mtime_floor(self.started_at),
-            log_sync_seconds).start()
-        self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-run-{run_id[:8]}", daemon=True)
-        self._watcher.start()
-        _active_runs.add(self)
+        try:
+            self._tee.follow(self._proc.stdout, out, is_stderr=False)
+            self._tee.follow(self._proc.stderr, err, is_stderr=True)
+            self._live_logs = None if not log_sync_seconds else capture.LiveLogSync(
+                self._client, run_id, self._tee.log_path, self._work_dir, capture.mtime_floor(self.started_at),
+                log_sync_seconds).start()
+            self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-run-{run_id[:8]}", daemon=True)
+            self._watcher.start()
+            _active_runs.add(self)
+        except BaseException:  # e.g. Ctrl-C right after the start: never leave the process behind
+            self._signal_group(signal.SIGKILL)
+            self._proc.wait()
+            raise
 
     # ---------------------------------------------------------------- SubmittedRun API
     @property
