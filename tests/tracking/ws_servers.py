@@ -188,18 +188,6 @@ class FrontDoorProcess:
     def stop(self) -> None:
         stop_process(self.process)
 
-    def restart(self, down_seconds: float = 0.0, timeout: float = 90.0) -> None:
-        """Stop the server (SIGTERM to its process group), stay down ``down_seconds``, and start
-        it again on the same port with the same database and artifacts."""
-        self.stop()
-        time.sleep(down_seconds)
-        self.start(timeout)
-
-    def start(self, timeout: float = 90.0) -> None:
-        """(Re)start the stopped server on its port and wait until ``/health`` answers."""
-        self.process = _launch(self.root, self.port, self.log_path)
-        _wait_healthy(self, timeout)
-
 
 def start_front_door_process(upstream: str, token: str, timeout: float = 30.0) -> FrontDoorProcess:
     """Run ``ws_front_door.py`` as a process; the token is passed in its env, never on argv."""
