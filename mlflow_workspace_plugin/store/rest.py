@@ -12,7 +12,7 @@ Run data (metrics, params, tags, run-status updates) goes through reliable loggi
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.rest_store import RestStore as _RegistryRestStore
@@ -28,21 +28,24 @@ class _AuthErrors:
 
     scope: WorkspaceScope
 
-    def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+    def _authenticated(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return super()._call_endpoint(*args, **kwargs)
+            return call(*args, **kwargs)
         except MlflowException as exc:
             status = auth.http_status_of(exc)
             if status is None:
                 raise
             if status == 401 and auth.invalidate_token(self.scope):
                 try:
-                    return super()._call_endpoint(*args, **kwargs)
+                    return call(*args, **kwargs)
                 except MlflowException as again:
                     status = auth.http_status_of(again)
                     if status is None:
                         raise
             raise auth.rejected(self.scope, status) from None
+
+    def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        return self._authenticated(super()._call_endpoint, *args, **kwargs)
 
 
 class WorkspaceTrackingStore(ReliableLogging, _AuthErrors, _TrackingRestStore):
@@ -62,10 +65,4 @@ class WorkspaceRegistryStore(_AuthErrors, _RegistryRestStore):
         super().__init__(partial(auth.host_creds, scope))
 
     def _call_webhook_endpoint(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super()._call_webhook_endpoint(*args, **kwargs)
-        except MlflowException as exc:
-            status = auth.http_status_of(exc)
-            if status is None:
-                raise
-            raise auth.rejected(self.scope, status) from None
+        return self._authenticated(super()._call_webhook_endpoint, *args, **kwargs)
