@@ -24,11 +24,11 @@ def normalise_parameters(params: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def validate_parameters(project: Project, entry_point: str, params: Mapping[str, str]) -> None:
-    """Required parameters present, numeric parameters numeric; raise naming the value otherwise."""
-    entry = project.get_entry_point(entry_point)  # raises listing entry points if unknown
+    """Numeric parameters must be numeric; raise naming the value otherwise. (Unknown entry points
+    and missing required parameters are already refused by MLflow's fetch_and_validate_project.)"""
+    entry = project.get_entry_point(entry_point)
     if entry is None:
         return
-    entry._validate_parameters(params)  # MLflow's own "No value given for missing parameters"
     for name, spec in entry.parameters.items():
         value = params.get(name, spec.default)
         caster = _NUMERIC.get(str(spec.type).lower())
