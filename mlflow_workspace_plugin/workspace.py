@@ -67,7 +67,7 @@ class Workspace:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None = None, credential: Any = None) -> "Workspace":
+    def from_config(cls, path: str | os.PathLike | None = None, credential: Any = None) -> Workspace:
         """Load the workspace config from ``path`` (file or folder), ``$MLFLOW_WORKSPACE_CONFIG``,
         or the first ``config.json`` / ``.azureml/config.json`` walking up from the current
         directory; with none of those, return the embedded local workspace."""
@@ -79,7 +79,7 @@ class Workspace:
         return workspace
 
     @classmethod
-    def local(cls, path: str | os.PathLike | None = None, credential: Any = None) -> "Workspace":
+    def local(cls, path: str | os.PathLike | None = None, credential: Any = None) -> Workspace:
         """The zero-config local workspace (``$MLFLOW_WORKSPACE_HOME`` or ``~/.mlflow-workspace``)."""
         folder = Path(path).expanduser().resolve() if path else local_workspace.default_home()
         if path is None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import write_json
+
 from mlflow_workspace_plugin.errors import BackendConfigError
 from mlflow_workspace_plugin.projects.backend_config import parse_backend_config
 

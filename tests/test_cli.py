@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
+from helpers import write_project
 from mlflow import MlflowClient
 
-from helpers import write_project
 from mlflow_workspace_plugin import Workspace
 
 MLFLOW_CLI = [sys.executable, "-m", "mlflow"]

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
+from helpers import REPO_ROOT, artifact_paths
 from mlflow import MlflowClient
 
-from helpers import REPO_ROOT, artifact_paths
 from mlflow_workspace_plugin import Workspace
 
 EXAMPLES = REPO_ROOT / "examples"

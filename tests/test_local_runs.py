@@ -8,10 +8,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from helpers import artifact_paths, read_artifact, write_json, write_project
 from mlflow import MlflowClient
 from mlflow.exceptions import ExecutionException, MlflowException
-
-from helpers import artifact_paths, read_artifact, write_json, write_project
 
 SUCCESS_SCRIPT = """
     import sys, mlflow

@@ -21,7 +21,12 @@ pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip inst
 
 from helpers import artifact_paths, read_artifact, write_project  # noqa: E402
 from ray_cluster import (  # noqa: E402,F401  (fixtures)
-    compute_targets, job_client, ray_head, ray_workspace, wait_for_log, write_workspace,
+    compute_targets,
+    job_client,
+    ray_head,
+    ray_workspace,
+    wait_for_log,
+    write_workspace,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from helpers import write_json
+
 from mlflow_workspace_plugin import Workspace
 from mlflow_workspace_plugin.errors import WorkspaceConfigError
 from mlflow_workspace_plugin.uri import parse_workspace_uri

@@ -11,7 +11,6 @@ import time
 
 import mlflow
 import requests
-
 from helpers import write_json
 
 CLI = [sys.executable, "-m", "mlflow_workspace_plugin.cli"]

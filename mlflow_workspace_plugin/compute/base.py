@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
@@ -192,7 +193,10 @@ class ComputeAdapter(ABC):
         """Create the run, upload the snapshot and start the job; return its SubmittedRun."""
         from mlflow_workspace_plugin.compute.remote_run import RemoteProjectRun
         from mlflow_workspace_plugin.projects.backend import (
-            BACKEND_NAME, COMPUTE_TAG, child_environment, invoked_from_mlflow_cli,
+            BACKEND_NAME,
+            COMPUTE_TAG,
+            child_environment,
+            invoked_from_mlflow_cli,
         )
 
         self.check_reachable()

@@ -114,7 +114,7 @@ class LocalRayHead:
             command.append(f"{flag}={port}")
         return command
 
-    def start(self, timeout: float = 90.0) -> "LocalRayHead":
+    def start(self, timeout: float = 90.0) -> LocalRayHead:
         """Start the head under a new session; wait until it reports started and its job API answers."""
         env = {**os.environ, **HEAD_ENV}
         env.pop("RAY_ADDRESS", None)
@@ -175,7 +175,7 @@ class LocalRayHead:
         except OSError:
             return ""
 
-    def __enter__(self) -> "LocalRayHead":
+    def __enter__(self) -> LocalRayHead:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from mlflow.projects.utils import (
     MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG,

@@ -7,8 +7,9 @@ import os
 import shutil
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from mlflow import MlflowClient
 
@@ -142,7 +143,7 @@ class LiveLogSync:
         self._warned = False
         self._thread = threading.Thread(target=self._loop, name=f"mlflow-ws-logs-{run_id[:8]}", daemon=True)
 
-    def start(self) -> "LiveLogSync":
+    def start(self) -> LiveLogSync:
         self._thread.start()
         return self
 

@@ -21,7 +21,7 @@ from mlflow_workspace_plugin.projects.watched_run import WatchedRun
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 TERMINATE_GRACE_SECONDS = 10.0
-_active_runs: "weakref.WeakSet[LocalProjectRun]" = weakref.WeakSet()
+_active_runs: weakref.WeakSet[LocalProjectRun] = weakref.WeakSet()
 
 
 class LocalProjectRun(WatchedRun):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mlflow.exceptions import ExecutionException
 from mlflow.projects._project_spec import Project

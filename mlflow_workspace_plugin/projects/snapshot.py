@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
-
 from mlflow.exceptions import ExecutionException
 
 from mlflow_workspace_plugin.env_settings import env_number

@@ -9,8 +9,8 @@ run's earlier data.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from mlflow_workspace_plugin.reliable.entries import METRIC, PARAM, RUN_UPDATE, TAG, Entry
 

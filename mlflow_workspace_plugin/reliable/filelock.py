@@ -39,7 +39,7 @@ class ProcessLock:
         self.path, self._fd = path, fd
 
     @classmethod
-    def try_acquire(cls, path: Path) -> "ProcessLock | None":
+    def try_acquire(cls, path: Path) -> ProcessLock | None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         if _try_lock(fd):
             return cls(path, fd)

@@ -20,8 +20,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from mlflow_workspace_plugin.local_workspace import default_home
 from mlflow_workspace_plugin.reliable import settings
@@ -64,7 +64,7 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, directory: Path, tracking_uri: str) -> "Journal":
+    def create(cls, directory: Path, tracking_uri: str) -> Journal:
         """A new journal owned by this process (lock first, then the database file)."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         stem = f"{_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -80,7 +80,7 @@ class Journal:
         return cls(path, lock, conn)
 
     @classmethod
-    def open_orphan(cls, path: Path) -> "Journal | None":
+    def open_orphan(cls, path: Path) -> Journal | None:
         """Lock and open a journal whose process is gone; None if it is alive or already gone."""
         lock_path = path.with_suffix(".lock")
         lock = ProcessLock.try_acquire(lock_path)

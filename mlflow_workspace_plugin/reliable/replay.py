@@ -38,7 +38,7 @@ class ReplayReport:
     skipped: int = 0  # journals of processes still running (theirs to send)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, other: "ReplayReport") -> None:
+    def add(self, other: ReplayReport) -> None:
         self.journals += other.journals
         self.sent += other.sent
         self.rejected.extend(other.rejected)

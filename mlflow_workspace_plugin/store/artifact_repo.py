@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import ntpath
 import posixpath
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from mlflow.entities import FileInfo
@@ -32,7 +33,7 @@ def _auth_errors(method: _F) -> _F:
     """Turn a 401/403 ``HTTPError`` into one clear :class:`auth.WorkspaceAuthError`."""
 
     @functools.wraps(method)
-    def wrapper(self: "WorkspaceArtifactRepository", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: WorkspaceArtifactRepository, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:

@@ -11,8 +11,9 @@ Run data (metrics, params, tags, run-status updates) goes through reliable loggi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.rest_store import RestStore as _RegistryRestStore

@@ -8,9 +8,9 @@ MLflow's process-global state (tracking/registry URI, active experiment) is rest
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 import pytest

@@ -34,7 +34,7 @@ while time.monotonic() < deadline and not os.path.exists(os.environ.get("GO_FILE
 NEXT_PROCESS = "import mlflow; mlflow.MlflowClient().search_experiments()"
 
 
-def _home(workspace) -> "os.PathLike":
+def _home(workspace) -> os.PathLike:
     return workspace.client_dir.parent / "workspace-home"
 
 

@@ -20,9 +20,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import requests
 
@@ -66,7 +66,7 @@ class Rule:
         self.fired = 0
         self._lock = threading.Lock()
 
-    def __call__(self, request: "Request") -> Reply | None:
+    def __call__(self, request: Request) -> Reply | None:
         if self.path not in request.path or (self.method and request.method != self.method):
             return None
         with self._lock:
@@ -156,7 +156,7 @@ class FrontDoor:
         assert self._server is not None, "front door not started"
         return self._server.server_address[1]
 
-    def start(self, port: int = 0) -> "FrontDoor":
+    def start(self, port: int = 0) -> FrontDoor:
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.door = self
         self._thread = threading.Thread(target=self._server.serve_forever, name="front-door", daemon=True)

@@ -1,4 +1,4 @@
-"""``mlflow-workspace``: show the workspace MLflow would use, print its URI, open its UI, sync journals."""
+"""``mlflow-workspace info / uri / ui``: which workspace applies, its tracking URI, its UI."""
 
 from __future__ import annotations
 
@@ -15,12 +15,7 @@ _CONFIG_OPTION = click.option("--config", "config_path", default=None, type=clic
                               help="workspace config file (default: discovered as Workspace.from_config does)")
 
 
-@click.group()
-def main() -> None:
-    """Inspect the MLflow workspace of this directory (cloud config or the local default)."""
-
-
-@main.command()
+@click.command()
 @_CONFIG_OPTION
 def info(config_path: str | None) -> None:
     """Print which workspace applies, its tracking URI and compute targets."""
@@ -35,14 +30,14 @@ def info(config_path: str | None) -> None:
     click.echo(f"compute:      {targets}")
 
 
-@main.command()
+@click.command()
 @_CONFIG_OPTION
 def uri(config_path: str | None) -> None:
     """Print the tracking URI (e.g. export MLFLOW_TRACKING_URI=$(mlflow-workspace uri))."""
     click.echo(Workspace.from_config(config_path).get_mlflow_tracking_uri())
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@click.command(context_settings={"ignore_unknown_options": True})
 @_CONFIG_OPTION
 @click.argument("ui_args", nargs=-1, type=click.UNPROCESSED)
 def ui(config_path: str | None, ui_args: tuple[str, ...]) -> None:
@@ -60,33 +55,4 @@ def ui(config_path: str | None, ui_args: tuple[str, ...]) -> None:
     raise SystemExit(subprocess.call(command, env=os.environ.copy()))
 
 
-@main.command()
-@click.option("--tracking-uri", default=None,
-              help="only this azureml:// workspace (default: every workspace with journals)")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0),
-              help="seconds to keep retrying an unreachable workspace before giving up")
-def sync(tracking_uri: str | None, timeout: float) -> None:
-    """Send logged data still in local journals (left by processes that ended before the
-    workspace acknowledged it). Exits 1 if something could not be sent (it stays journaled)."""
-    from mlflow_workspace_plugin.reliable.replay import sync as replay_sync
-
-    reports = replay_sync(local_workspace.default_home(), tracking_uri, timeout)
-    if not reports:
-        click.echo("nothing to sync: no journals left by ended processes")
-        return
-    remaining = 0
-    for directory, report in reports.items():
-        click.echo(f"{directory}: {report.sent} sent, {len(report.rejected)} rejected, "
-                   f"{report.remaining} still journaled ({report.journals} journal(s); "
-                   f"{report.skipped} in use by running processes, left to them)")
-        for error in report.rejected:
-            click.echo(f"  rejected: {error.message}", err=True)
-        for problem in report.problems:
-            click.echo(f"  problem: {problem}", err=True)
-        remaining += report.remaining + len(report.problems)
-    if remaining:
-        raise SystemExit(1)
-
-
-if __name__ == "__main__":
-    main()
+COMMANDS = (info, uri, ui)

@@ -1,0 +1,5 @@
+"""``python -m mlflow_workspace_plugin.cli``: same as the ``mlflow-workspace`` command."""
+
+from mlflow_workspace_plugin.cli.main import main
+
+main()
