@@ -29,6 +29,21 @@ _PATH_RE = re.compile(
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.()-]*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+REDACTED = "***"
+_USERINFO_RE = re.compile(r"(?P<start>^|[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s?#'\"]+)@")
+_SECRET_QUERY_RE = re.compile(
+    r"(?P<name>[?&;][^=&;#\s'\"]*(?:token|sig|signature|key|secret|password|passwd|pwd|credential|auth|code)"
+    r"[^=&;#\s'\"]*=)[^&;#\s'\"]*", re.I)
+
+
+def redact(text: object) -> str:
+    """``text`` (a URI, a ``host[:port]``, or a message quoting URIs) with secrets replaced by
+    ``***``: the userinfo of every ``scheme://user:password@host`` (and of a leading
+    ``user:password@host``), and the values of query parameters named like a secret
+    (``token=``, ``sig=``, ``key=``, ``secret=``, ``password=``, ``code=``, ...).
+    Use it for every URI a message, log line or exception quotes."""
+    out = _USERINFO_RE.sub(lambda m: f"{m['start']}{REDACTED}@", str(text))
+    return _SECRET_QUERY_RE.sub(lambda m: f"{m['name']}{REDACTED}", out)
 
 
 @dataclass(frozen=True)
@@ -73,7 +88,7 @@ def is_loopback(hostname: str) -> bool:
 
 
 def _fail(uri: str, why: str) -> WorkspaceUriError:
-    return WorkspaceUriError(f"Invalid workspace URI {uri!r}: {why}. Expected {EXPECTED_SHAPE}")
+    return WorkspaceUriError(f"Invalid workspace URI {redact(uri)!r}: {redact(why)}. Expected {EXPECTED_SHAPE}")
 
 
 def validate_name(kind: str, value: object) -> str:
@@ -91,21 +106,25 @@ def validate_name(kind: str, value: object) -> str:
 def validate_host(host: object) -> str:
     """Check a ``host[:port]`` string."""
     if not isinstance(host, str) or not host:
-        raise WorkspaceUriError(f"host must be a non-empty 'host[:port]' string, got {host!r}")
+        raise WorkspaceUriError(f"host must be a non-empty 'host[:port]' string, got {redact(repr(host))}")
+    shown = repr(redact(host))
+    if "@" in host:
+        raise WorkspaceUriError(f"host {shown} must be 'host' or 'host:port' only (no user name or password: "
+                                "credentials come from MLFLOW_TRACKING_TOKEN or an azure-identity credential)")
     try:
         parts = urlsplit(f"//{host}")
         port = parts.port  # raises ValueError for a bad port
     except ValueError as exc:
-        raise WorkspaceUriError(f"host {host!r} has an invalid port ({exc}); ports are 1-65535") from None
+        raise WorkspaceUriError(f"host {shown} has an invalid port ({redact(exc)}); ports are 1-65535") from None
     name = parts.hostname or ""
-    if parts.username or parts.password or parts.path or not name:
-        raise WorkspaceUriError(f"host {host!r} must be 'host' or 'host:port' only")
+    if parts.path or not name:
+        raise WorkspaceUriError(f"host {shown} must be 'host' or 'host:port' only")
     if ":" in host and port is None:
-        raise WorkspaceUriError(f"host {host!r} has an empty port; ports are 1-65535")
+        raise WorkspaceUriError(f"host {shown} has an empty port; ports are 1-65535")
     if port == 0:
-        raise WorkspaceUriError(f"host {host!r} has port 0; ports are 1-65535")
+        raise WorkspaceUriError(f"host {shown} has port 0; ports are 1-65535")
     if not (_HOST_RE.match(name) or _is_ip(name)):
-        raise WorkspaceUriError(f"host {host!r} is not a valid host name or IP address")
+        raise WorkspaceUriError(f"host {shown} is not a valid host name or IP address")
     return host
 
 
