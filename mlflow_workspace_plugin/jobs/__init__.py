@@ -1,0 +1,38 @@
+"""Job definitions from YAML (seed 004): parse, validate and normalise command jobs; no execution here.
+
+``load_job(path)`` gives a frozen :class:`CommandJob`; :func:`render_command` fills its placeholders;
+:mod:`.inputs` materialises inputs; :mod:`.distribution` gives per-process environments.
+"""
+
+from mlflow_workspace_plugin.jobs.errors import JobInputError, JobLaunchError, JobSpecError
+from mlflow_workspace_plugin.jobs.loader import command_job_from_mapping, load_job
+from mlflow_workspace_plugin.jobs.placeholders import Placeholder, find_placeholders, render_command
+from mlflow_workspace_plugin.jobs.spec import (
+    CommandJob,
+    DataInput,
+    Environment,
+    JobOutput,
+    LiteralInput,
+    MpiDistribution,
+    PyTorchDistribution,
+    TensorFlowDistribution,
+)
+
+__all__ = [
+    "CommandJob",
+    "DataInput",
+    "Environment",
+    "JobInputError",
+    "JobLaunchError",
+    "JobOutput",
+    "JobSpecError",
+    "LiteralInput",
+    "MpiDistribution",
+    "Placeholder",
+    "PyTorchDistribution",
+    "TensorFlowDistribution",
+    "command_job_from_mapping",
+    "find_placeholders",
+    "load_job",
+    "render_command",
+]

@@ -1,0 +1,107 @@
+"""``load_job(path)``: read a command-job YAML (2021 preview or today's CLI v2 spelling) into a :class:`CommandJob`.
+
+Steps: read the YAML (errors carry line and column; duplicate keys are errors), apply ``--set``
+overrides to the raw mapping, validate keys and types (:mod:`schema`), then normalise and check paths and
+placeholders (:mod:`normalize`). Any mistake raises :class:`JobSpecError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlflow_workspace_plugin.jobs.errors import JobSpecError
+from mlflow_workspace_plugin.jobs.normalize import Normalizer
+from mlflow_workspace_plugin.jobs.overrides import apply_overrides
+from mlflow_workspace_plugin.jobs.schema import CommandJobSection, validate_raw
+from mlflow_workspace_plugin.jobs.spec import CommandJob
+
+
+def load_job(path: str | Path, overrides: Sequence[str] = (), name: str | None = None) -> CommandJob:
+    """The command job in the YAML file ``path``, with ``--set`` ``overrides`` applied and ``name`` (``--name``)."""
+    shown = str(path)
+    source_file = Path(path).expanduser().resolve()
+    raw = read_yaml_mapping(source_file, shown_file=shown)
+    raw, applied = apply_overrides(raw, overrides, source_file=shown)
+    return command_job_from_mapping(raw, source_file, shown_file=shown, name=name, overridden=applied)
+
+
+def command_job_from_mapping(
+    raw: Any,
+    source_file: Path,
+    *,
+    shown_file: str | Path | None = None,
+    field_prefix: str = "",
+    name: str | None = None,
+    search_space: Collection[str] | None = None,
+    overridden: Sequence[tuple[str, str]] = (),
+) -> CommandJob:
+    """A :class:`CommandJob` from an already-read mapping (e.g. a sweep's ``trial``, with ``field_prefix="trial"``).
+
+    ``source_file`` (absolute) anchors relative paths; ``search_space`` lists the names ``${{search_space.x}}``
+    may use (None: such placeholders are errors, as in a plain command job).
+    """
+    shown = str(shown_file if shown_file is not None else source_file)
+    section = validate_raw(
+        CommandJobSection, raw, source_file=shown, field_prefix=field_prefix, overridden=overridden
+    )
+    normalizer = Normalizer(source_file, shown_file=shown, field_prefix=field_prefix)
+    return normalizer.job(section, name=name, search_space=search_space)
+
+
+def read_yaml_mapping(source_file: Path, *, shown_file: str | None = None) -> dict:
+    """The top-level mapping of a YAML file; invalid YAML, duplicate keys or another shape raise JobSpecError."""
+    shown = shown_file or str(source_file)
+    try:
+        text = source_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobSpecError.at(shown, None, "no such file") from None
+    except IsADirectoryError:
+        raise JobSpecError.at(shown, None, "is a folder; give the job's YAML file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise JobSpecError.at(shown, None, f"cannot be read: {error}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise JobSpecError.at(shown, None, _yaml_problem(error)) from None
+    if data is None:
+        raise JobSpecError.at(shown, None, "is empty; a job needs at least a command")
+    if not isinstance(data, dict):
+        raise JobSpecError.at(shown, None, f"expected a mapping of keys at the top level, got a {type(data).__name__}")
+    return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, but a key repeated in one mapping is an error instead of silently winning."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.get(key)
+        except TypeError:  # unhashable key: let PyYAML report it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first written at line {first})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    context = getattr(error, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {detail}"
