@@ -71,7 +71,7 @@ class Normalizer:
         command = normalize_command(section.command, source_file=self.shown_file, field=self._full("command"))
         if not command:
             raise self.error("command", "is empty; give the command to run, e.g. python main.py")
-        self.check_placeholders(command, inputs, outputs, search_space)
+        self.check_placeholders(section.command, inputs, outputs, search_space)  # as written, for the messages
         experiment_name = section.experiment_name if section.experiment_name is not None else self.base.name
         if not experiment_name.strip():
             raise self.error("experiment_name", "is empty")

@@ -1,8 +1,9 @@
 """``--set key.path=value`` overrides (az ml style), applied to the raw YAML mapping before validation.
 
 - the path is dotted (``compute.target``, ``inputs.iris.mode``); ``name[0]`` indexes a list;
-- the value is parsed as YAML (``2`` is a number, ``true`` a boolean, ``[a, b]`` a list; text that is
-  not valid YAML, such as ``python -c "print('a: b')"``, stays the text as written; an empty value is null);
+- the value is parsed as a YAML scalar (``2`` is a number, ``true`` a boolean, an empty value null;
+  ``[a, b]`` / ``{k: v}`` in flow style are a list / mapping); anything else, such as ``hello: world``
+  or ``python -c "print('a')"``, stays the text as written;
 - missing mappings along the path are created;
 - a field written in its short form is expanded first, so ``--set compute.target=local`` works on
   ``compute: azureml:cpu-cluster`` and ``--set code.local_path=src2`` on ``code: src``.
@@ -57,10 +58,14 @@ def parse_override(override: str, *, source_file: Path | str | None = None) -> t
 
 
 def _parse_value(text: str) -> Any:
+    """A YAML scalar; a list or mapping only when written in flow style (``[a, b]``, ``{k: v}``); else the text."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, (list, dict)) and not text.lstrip().startswith(("[", "{")):
+        return text
+    return value
 
 
 def _assign(raw: dict, path: list[str | int], value: Any, override: str, source_file: Path | str | None) -> None:
@@ -93,8 +98,10 @@ def _child(node: Any, part: str | int, override: str, source_file: Path | str | 
 
 def _store(node: Any, part: str | int, value: Any, override: str, source_file: Path | str | None) -> None:
     if isinstance(part, int):
-        if not isinstance(node, list) or part > len(node):
-            raise _bad(override, source_file, f"list index [{part}] is out of range")
+        if not isinstance(node, list):
+            raise _bad(override, source_file, f"[{part}] indexes something that is not a list")
+        if part > len(node):
+            raise _bad(override, source_file, f"list index [{part}] is out of range (the list has {len(node)} items)")
         if part == len(node):
             node.append(value)
         else:

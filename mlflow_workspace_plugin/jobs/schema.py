@@ -16,8 +16,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     Tag,
@@ -36,7 +36,8 @@ DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")
 JOB_TYPES = ("command", "command_job")
 MAX_REPORTED_PROBLEMS = 5
 
-_TAGS = ("<text>", "<mapping>", "<literal>", "<data>", "<empty>")  # union branches, hidden from field paths
+# union branches: pydantic puts them in error locations; they are hidden from the field paths we show
+_TAGS = ("<text>", "<mapping>", "<literal>", "<data>", "<empty>", "<pytorch>", "<tensorflow>", "<mpi>")
 
 
 def problem(message: str, at: str | None = None) -> PydanticCustomError:
@@ -77,10 +78,13 @@ def text_or(model: type[Section], what: str) -> Any:
     ]
 
 
-ScalarValue = Annotated[
-    StrictBool | StrictInt | StrictFloat | StrictStr,
-    Field(union_mode="left_to_right"),
-]
+def _scalar(value: Any) -> bool | int | float | str:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    raise problem(f"expected a text, number or true/false, got {_kind(value)}")
+
+
+ScalarValue = Annotated[bool | int | float | str, PlainValidator(_scalar)]
 
 
 class Code(Section):
@@ -142,11 +146,11 @@ class Mpi(Section):
 
 
 def _distribution_type(value: Any) -> str | None:
-    return str(value.get("type")).lower() if isinstance(value, dict) else None
+    return f"<{str(value.get('type')).lower()}>" if isinstance(value, dict) else None
 
 
 DistributionSection = Annotated[
-    Annotated[PyTorch, Tag("pytorch")] | Annotated[TensorFlow, Tag("tensorflow")] | Annotated[Mpi, Tag("mpi")],
+    Annotated[PyTorch, Tag("<pytorch>")] | Annotated[TensorFlow, Tag("<tensorflow>")] | Annotated[Mpi, Tag("<mpi>")],
     Discriminator(
         _distribution_type,
         custom_error_type="job_spec_union",
