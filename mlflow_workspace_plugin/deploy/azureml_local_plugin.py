@@ -1,0 +1,18 @@
+"""``mlflow.deployments`` plugin for ``azureml-local://`` targets (the local workspace)."""
+
+from __future__ import annotations
+
+from mlflow_workspace_plugin.deploy.client import WorkspaceDeploymentClient
+from mlflow_workspace_plugin.deploy.plugin_common import help_text
+from mlflow_workspace_plugin.deploy.plugin_common import run_local as _run_local
+
+__all__ = ["WorkspaceDeploymentClient", "run_local", "target_help"]
+
+
+def run_local(name, model_uri, flavor=None, config=None):
+    """Serve ``model_uri`` of the discovered local workspace in the foreground until Ctrl-C."""
+    return _run_local(name, model_uri, flavor, config)
+
+
+def target_help() -> str:
+    return help_text("azureml-local", "azureml-local:///<absolute workspace folder>")
