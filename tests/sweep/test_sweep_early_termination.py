@@ -186,3 +186,21 @@ def test_policy_field_validation():
         BanditPolicy(slack_factor=0.1, slack_amount=0.1)
     with pytest.raises(ValueError, match="truncation_percentage must be 1..99"):
         TruncationSelectionPolicy(truncation_percentage=100)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [BanditPolicy(slack_factor=0.1), MedianStoppingPolicy(delay_evaluation=2),
+     TruncationSelectionPolicy(truncation_percentage=34, exclude_finished_jobs=True)],
+    ids=["bandit", "median", "truncation"],
+)
+def test_a_decision_can_be_verified_later_from_the_full_histories(policy):
+    terminator = EarlyTerminator(policy, "maximize")
+    live = {"a": [0.9, 0.92], "b": [0.5, 0.55], "c": [0.8, 0.85]}
+    decided = terminator.evaluate(live, {"a", "b", "c"})
+    assert set(decided) == {"b"}
+    # later: b logged once more before it was killed; d started afterwards and went far past interval 2
+    stored = {"a": [0.9, 0.92, 0.95], "b": [0.5, 0.55, 0.99], "c": [0.8, 0.85, 0.86], "d": [0.1, 0.1, 0.1]}
+    assert policy.verify(decided["b"], stored, "maximize")
+    stored["b"] = [0.89, 0.95]  # a history that could not have led to the decision
+    assert not policy.verify(decided["b"], stored, "maximize")

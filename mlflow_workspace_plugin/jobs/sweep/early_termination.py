@@ -108,6 +108,19 @@ class EarlyTerminationPolicy(ABC):
         ``histories`` hold NaN-free values in report order; ``trial_id`` must have >= ``interval`` values.
         """
 
+    def verify(self, cancellation: Cancellation, histories: Mapping[str, Sequence[float]], goal: Goal) -> bool:
+        """True when ``cancellation`` follows from ``histories`` (e.g. read back from the store afterwards).
+
+        Only the trials the decision saw (``cancellation.peers``) and the trial itself are used, and only
+        their first ``interval`` reports, so values logged after the decision do not change the verdict.
+        """
+        seen = set(cancellation.peers) | {cancellation.trial_id}
+        clean = {tid: _clean(values) for tid, values in histories.items() if tid in seen}
+        if len(clean.get(cancellation.trial_id, ())) < cancellation.interval:
+            return False
+        again = self.check(cancellation.trial_id, cancellation.interval, clean, goal, seen)
+        return again is not None and math.isclose(again.threshold, cancellation.threshold, rel_tol=1e-9)
+
     @staticmethod
     def _peers(histories: Mapping[str, Sequence[float]], interval: int) -> list[str]:
         return [tid for tid, values in histories.items() if len(values) >= interval]
