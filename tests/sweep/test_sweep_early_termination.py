@@ -190,7 +190,7 @@ def test_policy_field_validation():
 
 @pytest.mark.parametrize(
     "policy",
-    [BanditPolicy(slack_factor=0.1), MedianStoppingPolicy(delay_evaluation=2),
+    [BanditPolicy(slack_factor=0.2), MedianStoppingPolicy(delay_evaluation=2),
      TruncationSelectionPolicy(truncation_percentage=34, exclude_finished_jobs=True)],
     ids=["bandit", "median", "truncation"],
 )
