@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,3 +35,32 @@ def write_job(job_dir):
         return path
 
     return write
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    """Serves the fixture folder; ``/slow`` answers after 3 s (for timeouts)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path.startswith("/slow"):
+            time.sleep(3)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_files(tmp_path_factory):
+    """``(base_url, folder)``: a real http.server on 127.0.0.1 serving ``folder`` (session-wide)."""
+    folder = tmp_path_factory.mktemp("http-files")
+    (folder / "iris.csv").write_text("a,b\n1,2\n")
+    (folder / "with space.txt").write_text("spaced\n")
+    handler = functools.partial(_QuietFiles, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

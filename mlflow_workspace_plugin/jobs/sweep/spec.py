@@ -25,6 +25,8 @@ a missing ``compute`` means ``local``; ``max_concurrent_trials`` above ``max_tot
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -262,6 +264,27 @@ class SweepSpec:
             return None
         return EarlyTerminator(self.early_termination, self.objective.goal, self.objective.primary_metric)
 
+    def parent_properties(self, seed: int | None = None) -> dict[str, str]:
+        """Tags for the parent run: the service's ``runTemplate``, ``primary_metric_config``, ``space_size``
+        (JOBS.md §2.3) and the sweep's configuration as JSON. ``seed``: the sampler's actual seed."""
+        policy = self.early_termination
+        policy_config = {"name": "none"} if policy is None else {"name": policy.name, **dataclasses.asdict(policy)}
+        generator = {"name": self.sampling.type, "seed": self.sampling.seed if seed is None else seed}
+        if self.sampling.type == "random":
+            generator.update(rule=self.sampling.rule, logbase="e" if self.sampling.logbase == math.e
+                             else self.sampling.logbase)
+        size = self.search_space.space_size
+        return {
+            "runTemplate": "HyperDrive",
+            "primary_metric_config": json.dumps({"name": self.objective.primary_metric, "goal": self.objective.goal}),
+            "space_size": "infinite_space_size" if size is None else str(size),
+            "azureml.sweep": "true",
+            "azureml.sweep.sampling_algorithm": json.dumps(generator),
+            "azureml.sweep.search_space": json.dumps(self.search_space.to_rest()),
+            "azureml.sweep.early_termination": json.dumps(policy_config),
+            "azureml.sweep.limits": json.dumps(dataclasses.asdict(self.limits)),
+        }
+
     def trial_job(self, name: str | None = None) -> CommandJob:
         """The trial parsed as a command job (errors name ``trial.<field>``); placeholders stay unresolved."""
         return command_job_from_mapping(
@@ -437,6 +460,9 @@ def _advice(space: SearchSpace, sampling: SamplingSettings, limits: SweepLimits)
     if size is not None and size < limits.max_total_trials:
         notes.append(f"search_space has {size} distinct points: the sweep stops after {size} trials "
                      f"(max_total_trials {limits.max_total_trials})")
+    if sampling.type == "grid" and size is not None and size > limits.max_total_trials:
+        notes.append(f"the grid has {size} points but max_total_trials is {limits.max_total_trials}: only the "
+                     f"first {limits.max_total_trials} grid points run")
     recommended = 20 * len(space.params)
     if sampling.type == "bayesian" and limits.max_total_trials < recommended:
         notes.append(f"bayesian sampling works best with max_total_trials >= 20 x parameters ({recommended}); "

@@ -1,0 +1,202 @@
+"""Materialise a job's inputs and outputs into the values its command receives, and describe them for the run.
+
+=====================  =============================  ==========================================
+input                  ``ro_mount`` / ``mount``        ``download``
+=====================  =============================  ==========================================
+local path, file://    the path itself (no copy)      a private copy under ``private_dir``
+http(s)://             downloaded into private_dir    downloaded into private_dir
+runs:/, models:/       downloaded (MLflow artifacts)  downloaded (MLflow artifacts)
+=====================  =============================  ==========================================
+
+``direct`` passes the URI as written. Literal inputs become their text (``str(value)``).
+Downloads land in ``<private_dir>/inputs/<name>/``. Outputs are folders ``<outputs_root>/<name>/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlunparse
+
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+from mlflow_workspace_plugin.jobs.errors import JobInputError
+from mlflow_workspace_plugin.jobs.normalize import scalar_text
+from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInput
+
+HTTP_CONNECT_TIMEOUT = 10.0  # seconds to reach the server
+HTTP_READ_TIMEOUT = 60.0  # seconds of silence allowed while downloading
+_CHUNK = 1 << 20
+
+
+def materialize_input(
+    spec: LiteralInput | DataInput,
+    private_dir: Path,
+    tracking_uri: str | None = None,
+    *,
+    registry_uri: str | None = None,
+    source_file: Path | str | None = None,
+    http_timeout: tuple[float, float] = (HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT),
+) -> str:
+    """The value ``${{inputs.<name>}}`` takes for ``spec`` (see the module table).
+
+    ``private_dir`` is the job's own folder for copies and downloads. ``tracking_uri`` / ``registry_uri``
+    (default: the tracking URI) say where ``runs:/`` and ``models:/`` are read from.
+    Failures raise :class:`JobInputError` naming the input and the (redacted) URI.
+    """
+    field = f"inputs.{spec.name}"
+    if not spec.present:
+        raise JobInputError.at(source_file, field, "has no value (an optional input left out)")
+    if isinstance(spec, LiteralInput):
+        return scalar_text(spec.value)
+    if spec.mode == "direct":
+        return spec.uri
+    target = Path(private_dir) / "inputs" / spec.name
+    if spec.scheme == "local":
+        if spec.mode == "ro_mount":
+            return str(spec.local_path)
+        return str(_copy(spec.local_path, target))
+    if spec.scheme == "http":
+        return str(_download(spec.uri, target, http_timeout, source_file, field))
+    return _download_artifacts(spec.uri, target, tracking_uri, registry_uri or tracking_uri, source_file, field)
+
+
+def prepare_outputs(job: CommandJob, outputs_root: Path) -> dict[str, str]:
+    """Create ``<outputs_root>/<name>/`` for each output; returns ``{"outputs.<name>": folder}``.
+
+    Put ``outputs_root`` at ``<working dir>/outputs`` and the end-of-run upload of ``./outputs`` records
+    each output as the run's ``outputs/<name>/`` artifacts.
+    """
+    folders = {}
+    for name in job.outputs:
+        folder = Path(outputs_root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        folders[f"outputs.{name}"] = str(folder)
+    return folders
+
+
+def command_values(
+    job: CommandJob,
+    private_dir: Path,
+    outputs_root: Path,
+    tracking_uri: str | None = None,
+    *,
+    registry_uri: str | None = None,
+) -> dict[str, str | None]:
+    """Every input and output value for :func:`render_command` (absent optional inputs map to None)."""
+    values: dict[str, str | None] = {
+        f"inputs.{name}": (
+            materialize_input(spec, private_dir, tracking_uri, registry_uri=registry_uri, source_file=job.source_file)
+            if spec.present
+            else None
+        )
+        for name, spec in job.inputs.items()
+    }
+    values.update(prepare_outputs(job, outputs_root))
+    return values
+
+
+def describe_io(job: CommandJob) -> dict[str, str]:
+    """Run tags that say where each input came from and where each output goes.
+
+    - ``azureml.inputs.<name>``: a literal's value, or a data input's source (absolute path or URI,
+      with passwords and query values masked);
+    - ``azureml.inputs.<name>.type``: e.g. ``uri_file (ro_mount)``;
+    - ``azureml.outputs.<name>``: the artifact folder ``outputs/<name>``; ``.type``: e.g. ``uri_folder (rw_mount)``.
+
+    Tags, not params: a script that logs a param with the same name would otherwise clash with it.
+    Optional inputs without a value get no tag.
+    """
+    tags: dict[str, str] = {}
+    for name, spec in job.inputs.items():
+        if not spec.present:
+            continue
+        if isinstance(spec, LiteralInput):
+            tags[f"azureml.inputs.{name}"] = scalar_text(spec.value)
+        else:
+            tags[f"azureml.inputs.{name}"] = redact_uri(spec.uri)
+            tags[f"azureml.inputs.{name}.type"] = f"{spec.type} ({spec.mode})"
+    for name, output in job.outputs.items():
+        tags[f"azureml.outputs.{name}"] = f"outputs/{name}"
+        tags[f"azureml.outputs.{name}.type"] = f"{output.type} ({output.mode})"
+    return {key: value[:MAX_TAG_VAL_LENGTH] for key, value in tags.items()}
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without secrets: a password in the authority and every query value become ``***``."""
+    parsed = urlparse(uri)
+    if parsed.password is None and not parsed.query and not parsed.fragment:
+        return uri
+    netloc = parsed.netloc
+    if parsed.password is not None:
+        netloc = f"{parsed.username}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+    query = urlencode([(key, "***") for key, _ in parse_qsl(parsed.query, keep_blank_values=True)], safe="*")
+    return urlunparse(parsed._replace(netloc=netloc, query=query, fragment=""))
+
+
+def _copy(source: Path, target: Path) -> Path:
+    _fresh(target)
+    if source.is_dir():
+        shutil.copytree(source, target)
+        return target
+    target.mkdir(parents=True)
+    return Path(shutil.copy2(source, target / source.name))
+
+
+def _download(
+    url: str, target: Path, timeout: tuple[float, float], source_file: Path | str | None, field: str
+) -> Path:
+    _fresh(target)
+    target.mkdir(parents=True)
+    name = unquote(PurePosixPath(urlparse(url).path).name) or "download"
+    destination = target / name
+    shown = redact_uri(url)
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as response:
+            if response.status_code >= 400:
+                raise JobInputError.at(
+                    source_file, field, f"cannot download {shown}: HTTP {response.status_code} {response.reason}"
+                )
+            with tempfile.NamedTemporaryFile(dir=target, delete=False, prefix=".part-") as part:
+                for chunk in response.iter_content(_CHUNK):
+                    part.write(chunk)
+        Path(part.name).replace(destination)
+    except requests.Timeout:
+        raise JobInputError.at(
+            source_file, field, f"cannot download {shown}: no answer within {max(timeout):g} s"
+        ) from None
+    except requests.RequestException as error:
+        reason = type(error).__name__.replace("Error", " error").strip()
+        problem = f"cannot download {shown}: {reason} (is the URL reachable?)"
+        raise JobInputError.at(source_file, field, problem) from None
+    return destination
+
+
+def _download_artifacts(
+    uri: str,
+    target: Path,
+    tracking_uri: str | None,
+    registry_uri: str | None,
+    source_file: Path | str | None,
+    field: str,
+) -> str:
+    from mlflow.artifacts import download_artifacts
+
+    _fresh(target)
+    try:
+        return download_artifacts(
+            artifact_uri=uri, dst_path=str(target), tracking_uri=tracking_uri, registry_uri=registry_uri
+        )
+    except (MlflowException, OSError) as error:
+        reason = error.message if isinstance(error, MlflowException) else str(error)
+        raise JobInputError.at(source_file, field, f"cannot download {uri}: {reason.splitlines()[0]}") from None
+
+
+def _fresh(target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
