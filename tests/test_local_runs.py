@@ -100,7 +100,19 @@ def test_success_captures_everything(local_tracking, tmp_path, capfd):
     log = read_artifact(client, run.info.run_id, "user_logs/std_log.txt")
     assert "hello from stdout" in log and "warning on stderr" in log
     console = capfd.readouterr()
-    assert "hello from stdout" in console.out and "warning on stderr" in console.err
+    assert "hello from stdout" in console.out and "warning on stderr" in console.out
+
+
+def test_log_keeps_the_order_stdout_and_stderr_were_written_in(local_tracking, tmp_path):
+    script = """
+    import sys
+    for i in range(200):
+        stream = sys.stdout if i % 2 == 0 else sys.stderr
+        print(f"line-{i}", file=stream, flush=True)
+    """
+    submitted = run_project(write_project(tmp_path / "proj", script))
+    log = read_artifact(MlflowClient(), submitted.run_id, "user_logs/std_log.txt")
+    assert [line for line in log.splitlines() if line.startswith("line-")] == [f"line-{i}" for i in range(200)]
 
 
 def test_failure_raises_with_stderr_tail_and_marks_failed(local_tracking, tmp_path):

@@ -1,6 +1,6 @@
-"""Job-side runner: runs a project's entry point inside a remote job and does the run's bookkeeping.
+"""Job-side runner: runs a launch's command inside a remote job, captured like a local run.
 
-    python -m mlflow_workspace_plugin.compute.job_runner -- '<entry-point shell command>'
+    python -m mlflow_workspace_plugin.compute.job_runner -- '<shell command>'
 
 Needs ``MLFLOW_RUN_ID`` and ``MLFLOW_TRACKING_URI`` (plus any tracking auth) in its environment.
 In the job's working directory (for Ray: an extracted copy of the snapshot, *shared* by jobs with
@@ -8,13 +8,12 @@ identical sources) it
 
 1. copies the source into a private scratch folder, so runs never see each other's outputs;
 2. runs the command there with bash, this interpreter's folder first on PATH (so ``python`` in the
-   MLproject command is the interpreter that has MLflow and the plugin), teeing stdout / stderr to
-   its own (the job's driver log) and to ``std_log.txt``;
-3. uploads the source as ``snapshot/`` (while the command runs), then ``./outputs`` and ``./logs``
-   files written during the run and ``user_logs/std_log.txt``;
-4. ends the run FINISHED / FAILED by exit code, or KILLED on SIGTERM / SIGINT (Ray's ``stop_job``;
-   the status is written first, since Ray sends SIGKILL a few seconds later);
-5. exits with the command's exit code.
+   command is the interpreter that has MLflow and the plugin);
+3. captures it with :class:`~mlflow_workspace_plugin.capture.session.RunCapture`, exactly as local
+   runs are captured: console tee (to the job's driver log and ``user_logs/std_log.txt``), live
+   logs, the source as ``snapshot/``, ``./outputs`` and ``./logs``, the final status; a SIGTERM /
+   SIGINT (Ray's ``stop_job``) forwards to the command and ends the run KILLED;
+4. exits with the command's exit code.
 """
 
 from __future__ import annotations
@@ -28,10 +27,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-from mlflow import MlflowClient
-
-from mlflow_workspace_plugin.projects import capture
 
 KILLED_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -61,8 +56,9 @@ def parse_command(argv: list[str]) -> str:
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    from mlflow_workspace_plugin.compute.local import interpreter_first_on_path
+
+    env = interpreter_first_on_path(dict(os.environ))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -73,64 +69,34 @@ def main(argv: list[str] | None = None) -> int:
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not run_id or not tracking_uri:
         raise SystemExit("mlflow-workspace job runner: MLFLOW_RUN_ID and MLFLOW_TRACKING_URI must be set")
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     source = Path.cwd()
     scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-job-{run_id[:8]}-"))
     work_dir = scratch / "project"
     shutil.copytree(source, work_dir, symlinks=True)
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
     started = time.time()
-    tee = capture.LogTee(scratch / capture.LOG_ARTIFACT_NAME, echo=True)
+    print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
     proc = subprocess.Popen(["bash", "-c", command], cwd=work_dir, env=child_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     stop.proc = proc
     if stop.requested.is_set():  # a stop that arrived before the command existed
         stop(signal.SIGTERM, None)
-    tee.follow(proc.stdout, sys.stdout, is_stderr=False)
-    tee.follow(proc.stderr, sys.stderr, is_stderr=True)
 
-    client = MlflowClient(tracking_uri)
-    interval = capture.log_sync_interval()
-    live_logs = None if interval is None else capture.LiveLogSync(
-        client, run_id, tee.log_path, work_dir, capture.mtime_floor(started), interval).start()
-    snapshot = threading.Thread(target=_guarded, args=("snapshot upload", capture.upload_snapshot, client,
-                                                       run_id, source), daemon=True)
-    snapshot.start()
+    from mlflow import MlflowClient  # imported while the command starts
+
+    from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
+    from mlflow_workspace_plugin.capture.session import RunCapture
+
+    capture = RunCapture(MlflowClient(tracking_uri), run_id, work_dir, scratch, echo=True,
+                         log_sync_seconds=log_sync_interval(), snapshot_dir=source, console=sys.stdout,
+                         started_at=started)
+    capture.attach(proc)
     code = proc.wait()
-    if live_logs is not None:
-        live_logs.stop()
-    tee.close(timeout=5)
-    if stop.requested.is_set():
-        _set_status(client, run_id, "KILLED")  # first: Ray SIGKILLs us a few seconds after SIGTERM
-        _guarded("log upload", capture.upload_log, client, run_id, tee.log_path)
-        _guarded("outputs upload", capture.upload_run_folders, client, run_id, work_dir,
-                 capture.mtime_floor(started))
-        shutil.rmtree(scratch, ignore_errors=True)
-        return KILLED_EXIT_CODE
-    _guarded("outputs upload", capture.upload_run_folders, client, run_id, work_dir, capture.mtime_floor(started))
-    _guarded("log upload", capture.upload_log, client, run_id, tee.log_path)
-    snapshot.join(120)
-    _set_status(client, run_id, "FINISHED" if code == 0 else "FAILED")
+    status = capture.finish(code, cancelled=stop.requested.is_set())
     shutil.rmtree(scratch, ignore_errors=True)
-    return code
-
-
-def _guarded(what: str, func, *args) -> None:
-    """Capture must never hide the run's own result: report and carry on."""
-    try:
-        func(*args)
-    except Exception as exc:
-        print(f"mlflow-workspace: {what} failed: {exc}", file=sys.stderr, flush=True)
-
-
-def _set_status(client, run_id: str, status: str) -> None:
-    try:
-        client.set_terminated(run_id, status)
-    except Exception as exc:
-        print(f"mlflow-workspace: could not set run {run_id} to {status}: {exc}", file=sys.stderr, flush=True)
+    return KILLED_EXIT_CODE if status == "KILLED" else code
 
 
 if __name__ == "__main__":

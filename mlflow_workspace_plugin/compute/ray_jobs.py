@@ -1,4 +1,4 @@
-"""Compute type ``ray``: run MLflow projects as Ray Jobs (``ray.job_submission``, imported lazily).
+"""Compute type ``ray``: run launches as Ray Jobs (``ray.job_submission``, imported lazily).
 
 Compute target settings (``"compute": {"<name>": {"type": "ray", ...}}`` in the workspace config):
 
@@ -33,8 +33,9 @@ from urllib.parse import urlsplit
 import requests
 from mlflow.exceptions import ExecutionException
 
-from mlflow_workspace_plugin.compute.base import ComputeAdapter, JobInfo, JobSpec, JobState, first_lines
-from mlflow_workspace_plugin.compute.requirements import project_requirements
+from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+from mlflow_workspace_plugin.compute.job_api import JobInfo, JobSpec, JobState, first_lines
+from mlflow_workspace_plugin.compute.remote import RemoteExecutor
 from mlflow_workspace_plugin.errors import WorkspaceConfigError
 
 _logger = logging.getLogger("mlflow.projects.azureml")
@@ -50,8 +51,8 @@ _LOCAL_STORES = ("", "file", "sqlite", "azureml-local")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class RayJobsAdapter(ComputeAdapter):
-    """Submits project runs to a Ray cluster's job API."""
+class RayJobsAdapter(RemoteExecutor):
+    """Submits runs to a Ray cluster's job API."""
 
     type_name = "ray"
     allowed_settings = {
@@ -132,10 +133,10 @@ class RayJobsAdapter(ComputeAdapter):
     def job_tags(self, job_id: str) -> dict[str, str]:
         return {"ray.job_id": job_id}
 
-    def requirements(self, project, work_dir: str) -> list[str] | None:
+    def requirements(self, environment: EnvironmentSpec) -> list[str] | None:
         if self.environment == "inherit":
             return None
-        found = project_requirements(project, work_dir) + list(self.target.settings.get("extra_pip", []))
+        found = list(environment.requirements) + list(self.target.settings.get("extra_pip", []))
         return found or None
 
     # ------------------------------------------------------------ reachability
@@ -230,7 +231,7 @@ def address_problem(value) -> str | None:
         return (f"is not allowed: use the http(s)://<head>:<dashboard port> address of the Ray job API, "
                 f"e.g. 'http://127.0.0.1:8265'{hint}")
     try:
-        parts.port
+        _ = parts.port  # raises on a non-numeric or out-of-range port
     except ValueError:
         return "has an invalid port"
     return None

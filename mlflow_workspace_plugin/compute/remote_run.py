@@ -1,6 +1,6 @@
-"""``RemoteProjectRun``: the SubmittedRun of a project running as a job on a compute target.
+"""``RemoteRun``: the SubmittedRun of a run executing as a job on a compute target.
 
-Same contract as :class:`~mlflow_workspace_plugin.projects.local_run.LocalProjectRun`: a watcher
+Same contract as :class:`~mlflow_workspace_plugin.compute.local.LocalRun`: a watcher
 thread follows the job (and echoes its log live when ``echo``), ``wait()`` returns True iff the run
 FINISHED and raises ``ExecutionException`` with the log tail when ``raise_on_failure``,
 ``get_status()`` is ``RUNNING`` until the end, ``cancel()`` stops the job and ends the run KILLED.
@@ -17,11 +17,16 @@ import logging
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 
-from mlflow_workspace_plugin.compute.base import ComputeAdapter, JobInfo, JobState, first_lines
-from mlflow_workspace_plugin.projects.watched_run import WatchedRun
+from mlflow_workspace_plugin.compute.handles import WatchedRun
+from mlflow_workspace_plugin.compute.job_api import JobInfo, JobState, first_lines
+
+if TYPE_CHECKING:
+    from mlflow_workspace_plugin.compute.base import Launch
+    from mlflow_workspace_plugin.compute.remote import RemoteExecutor
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 POLL_SECONDS = 0.2            # first polls; the interval grows to POLL_MAX_SECONDS on long jobs
@@ -36,16 +41,14 @@ _PLUGIN_HINT = (
 )
 
 
-class RemoteProjectRun(WatchedRun):
-    """A project run executing as job ``job_id`` through ``adapter``."""
+class RemoteRun(WatchedRun):
+    """The run of ``launch`` executing as job ``job_id`` through ``adapter``."""
 
-    def __init__(self, adapter: ComputeAdapter, job_id: str, run_id: str, tracking_uri: str,
-                 echo: bool = True, raise_on_failure: bool = False) -> None:
-        super().__init__(run_id, raise_on_failure)
+    def __init__(self, adapter: RemoteExecutor, job_id: str, launch: Launch) -> None:
+        super().__init__(launch.run_id, launch.raise_on_failure, MlflowClient(launch.tracking_uri))
         self._adapter = adapter
         self._job_id = job_id
-        self._client = MlflowClient(tracking_uri)
-        self._echo = echo
+        self._echo = launch.stream_output
         self._lock = threading.Lock()
         self._stop_polling = threading.Event()
         self._cancelled = threading.Event()
@@ -53,8 +56,9 @@ class RemoteProjectRun(WatchedRun):
         self._log_text = ""
         self._log_offset = 0
         self._error: str | None = None
-        self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-job-{run_id[:8]}", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-job-{launch.run_id[:8]}", daemon=True)
         self._watcher.start()
+        self._arm_timeout(launch.timeout_seconds)
 
     # ---------------------------------------------------------------- SubmittedRun API
     @property
@@ -88,7 +92,7 @@ class RemoteProjectRun(WatchedRun):
         info = self._info
         where = f"compute target {self._adapter.target.name!r} ({self._adapter.describe()})"
         if self._final_status == "KILLED":
-            return f"Run (ID '{self._run_id}') was cancelled; job {self._job_id} on {where} stopped"
+            return f"Run (ID '{self._run_id}') was cancelled{self.cancel_text()}; job {self._job_id} on {where} stopped"
         code = f" with exit code {info.exit_code}" if info.exit_code is not None else ""
         lines = [f"Run (ID '{self._run_id}') failed on {where}: job {self._job_id} ended {info.state.value}{code}."]
         if self._error:
@@ -150,6 +154,7 @@ class RemoteProjectRun(WatchedRun):
             if self._done.is_set():
                 return
             self._stop_polling.set()
+            self._disarm_timeout()
             self._info = info
             self._pump_logs()  # the rest of the log (and the tail for errors) even when not echoing
             status = info.state.run_status

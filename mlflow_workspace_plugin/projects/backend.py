@@ -1,113 +1,132 @@
-"""The ``azureml`` MLflow Projects backend (entry point ``mlflow.project_backend: azureml``)."""
+"""The ``azureml`` MLflow Projects backend (entry point ``mlflow.project_backend: azureml``).
+
+A door: it turns MLflow's ``backend.run(...)`` call into one
+:class:`~mlflow_workspace_plugin.execution.RunRequest` and hands it to the run lifecycle.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 import os
-import signal
 import sys
-import threading
+import tempfile
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import ExecutionException
+from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
-from mlflow.projects.utils import (
-    fetch_and_validate_project,
-    get_entry_point_command,
-    get_or_create_run,
-    get_run_env_vars,
-    load_project,
-)
+from mlflow.projects.utils import fetch_and_validate_project, load_project
 from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_PROJECT_ENV
 
+from mlflow_workspace_plugin.execution import RunRequest, launch
+from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
+from mlflow_workspace_plugin.execution.summary import print_final_line
+from mlflow_workspace_plugin.projects import default_store
 from mlflow_workspace_plugin.projects.backend_config import BackendConfig, parse_backend_config
-from mlflow_workspace_plugin.projects.capture import log_sync_interval
-from mlflow_workspace_plugin.projects.environment import choose_environment, prepare_environment
-from mlflow_workspace_plugin.projects.local_run import LocalProjectRun
+from mlflow_workspace_plugin.projects.environment import project_environment
 from mlflow_workspace_plugin.projects.parameters import normalise_parameters, validate_parameters
-from mlflow_workspace_plugin.projects.snapshot import collect_snapshot
+from mlflow_workspace_plugin.projects.run_tags import project_run_params, project_run_tags
 from mlflow_workspace_plugin.workspace import Workspace
 
 _logger = logging.getLogger("mlflow.projects.azureml")
-BACKEND_NAME = "azureml"
-COMPUTE_TAG = "azureml.compute"
+INTERRUPTED_EXIT_CODE = 130
 
 
 class WorkspaceProjectBackend(AbstractBackend):
-    """Runs MLflow projects locally (with run capture) or on a workspace compute target."""
+    """Runs MLflow projects on a compute target of the workspace (``local`` by default)."""
 
-    def run(self, project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id) -> SubmittedRun:
-        from_cli = invoked_from_mlflow_cli()
-        # From the CLI, SIGTERM acts like Ctrl-C from the start, so no window leaves an orphan run
-        previous = _interrupt_on_sigterm() if from_cli else None
-        try:
-            return self._run(project_uri, entry_point, params, version, backend_config, tracking_uri,
-                             experiment_id, from_cli)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+    def run(self, project_uri, entry_point, params, version, backend_config, tracking_uri,
+            experiment_id) -> SubmittedRun:
+        if not invoked_from_mlflow_cli():
+            return launch(*self._request(project_uri, entry_point, params, version, backend_config,
+                                         tracking_uri, experiment_id, from_cli=False))
+        # From the CLI: SIGTERM acts like Ctrl-C from the start (no window leaves an orphan run);
+        # the plugin's own errors become one line; the run is waited for and its exit code kept.
+        with sigterm_as_interrupt():
+            try:
+                handle = launch(*self._request(project_uri, entry_point, params, version, backend_config,
+                                               tracking_uri, experiment_id, from_cli=True))
+            except MlflowException as exc:
+                if isinstance(exc, ExecutionException):
+                    raise
+                raise ExecutionException(exc.message) from None
+            return _run_in_foreground(handle)
 
-    def _run(self, project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id,
-             from_cli: bool) -> SubmittedRun:
+    def _request(self, project_uri, entry_point, params, version, backend_config, tracking_uri,
+                 experiment_id, from_cli: bool) -> tuple[RunRequest, Workspace]:
         config = parse_backend_config(backend_config)
+        workspace = Workspace.from_config()
         if os.path.isdir(project_uri):
             ensure_mlproject(project_uri, entry_point)
         work_dir = fetch_and_validate_project(project_uri, version, entry_point, params)
         project = load_project(work_dir)
         params = normalise_parameters(params)
         validate_parameters(project, entry_point, params)
-        log_sync_seconds = log_sync_interval()
-        tracking_uri, experiment_id = resolve_workspace_tracking(tracking_uri, experiment_id)
-        if config.is_remote:
-            return self._run_remote(project_uri, project, work_dir, entry_point, params, version,
-                                    config, tracking_uri, experiment_id, from_cli)
-        env_kind = choose_environment(project, config)
-        snapshot = collect_snapshot(work_dir)
+        warn_undeclared_parameters(project, entry_point, params)
+        environment = project_environment(project, work_dir, config)
+        command = entry_point_command(project, entry_point, params, config)
 
-        active_run = get_or_create_run(config.run_id, project_uri, experiment_id, work_dir, version, entry_point, params)
-        run_id = active_run.info.run_id
-        client = MlflowClient(tracking_uri)
-        client.set_tag(run_id, MLFLOW_PROJECT_BACKEND, BACKEND_NAME)
-        client.set_tag(run_id, MLFLOW_PROJECT_ENV, env_kind)
-        client.set_tag(run_id, COMPUTE_TAG, "local")
-        try:  # preparing the environment or starting the process can still fail: end the run FAILED
-            prepared = prepare_environment(env_kind, project, work_dir, active_run, config)
-            command = prepared.wrap(get_entry_point_command(project, entry_point, params, config.storage_dir)[0])
-            submitted = LocalProjectRun(
-                run_id=run_id,
-                command=command,
-                work_dir=work_dir,
-                env=child_environment(tracking_uri, run_id, experiment_id),
-                tracking_uri=tracking_uri,
-                snapshot=snapshot,
-                echo=config.stream_output,
-                raise_on_failure=config.synchronous or from_cli,
-                log_sync_seconds=log_sync_seconds,
-            )
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
-            client.set_terminated(run_id, "KILLED")
-            raise
-        except BaseException:
-            client.set_terminated(run_id, "FAILED")
-            raise
-        return wait_if_cli(submitted, from_cli)
-
-    def _run_remote(self, project_uri, project, work_dir, entry_point, params, version, config: BackendConfig,
-                    tracking_uri, experiment_id, from_cli) -> SubmittedRun:
-        from mlflow_workspace_plugin.compute import adapter_class
-
-        workspace = Workspace.from_config()
-        target = workspace.get_compute_target(config.compute)
-        adapter = adapter_class(target)(target, workspace)
-        submitted = adapter.submit(
-            project_uri=project_uri, project=project, work_dir=work_dir, entry_point=entry_point,
-            params=params, version=version, config=config, tracking_uri=tracking_uri,
-            experiment_id=experiment_id,
+        experiment_name = None
+        if not is_tracking_uri_set():  # runs go to the workspace; re-resolve the experiment there
+            experiment_name = default_store.experiment_name(tracking_uri, experiment_id)
+            default_store.remove_if_created_here(tracking_uri)
+            tracking_uri, experiment_id = None, (None if experiment_name else "0")
+        request = RunRequest(
+            source_dir=work_dir, command=command, experiment_id=experiment_id,
+            experiment_name=experiment_name, tracking_uri=tracking_uri, compute=config.compute or "local",
+            params=project_run_params(project, entry_point, params),
+            tags=project_run_tags(project_uri, work_dir, version, entry_point),
+            existing_run_id=config.run_id, environment=environment, stream_output=config.stream_output,
+            raise_on_failure=config.synchronous and not from_cli,
         )
-        return wait_if_cli(submitted, from_cli)
+        return request, workspace
+
+
+def _run_in_foreground(handle) -> SubmittedRun:
+    """``mlflow run`` never waits for plugin backends: stream to the end, print the outcome once,
+    exit with the command's exit code (130 after Ctrl-C / SIGTERM, once the run is cancelled)."""
+    try:
+        finished = wait_or_cancel(handle)
+    except KeyboardInterrupt:
+        print_final_line(handle)
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+    if not finished:
+        _logger.error("=== %s ===", handle.failure_message())
+    print_final_line(handle)
+    if not finished:
+        code = getattr(handle, "exit_code", None)
+        raise SystemExit(code if isinstance(code, int) and 0 < code < 256 else 1)
+    return handle
+
+
+def entry_point_command(project, entry_point: str, params: dict[str, str], config: BackendConfig) -> str:
+    """The entry point's shell command. Path parameters naming remote URIs are downloaded into
+    ``STORAGE_DIR`` (MLflow's option) or a temporary folder, which is removed if nothing was
+    downloaded into it."""
+    entry = project.get_entry_point(entry_point)
+    if config.storage_dir:
+        return entry.compute_command(params, config.storage_dir)
+    storage = tempfile.mkdtemp(prefix="mlflow-ws-params-")
+    try:
+        return entry.compute_command(params, storage)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(storage)  # removed unless a parameter was downloaded into it
+
+
+def warn_undeclared_parameters(project, entry_point: str, params: dict[str, str]) -> None:
+    """MLflow passes undeclared parameters on as ``--name value``; say so before the run starts."""
+    entry = project.get_entry_point(entry_point)
+    if entry is None or not entry.parameters:
+        return
+    declared = list(entry.parameters)
+    for name in params:
+        if name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; declared: {', '.join(declared)}"
+            print(f"mlflow-workspace: parameter {name!r} is not declared by entry point {entry_point!r}: "
+                  f"it is passed on as '--{name} <value>'{hint}", file=sys.stderr)
 
 
 def ensure_mlproject(work_dir: str, entry_point: str) -> None:
@@ -131,65 +150,6 @@ def invoked_from_mlflow_cli() -> bool:
     context = click.get_current_context(silent=True)
     return bool(context and context.command.name == "run" and
                 getattr(context.command.callback, "__module__", "").startswith("mlflow.cli"))
-
-
-def wait_if_cli(submitted: SubmittedRun, from_cli: bool) -> SubmittedRun:
-    """From the CLI, stream to the end and fail with a non-zero exit (ExecutionException)."""
-    if not from_cli:
-        return submitted
-    try:
-        submitted.wait()  # raises ExecutionException with the error tail on failure
-    except KeyboardInterrupt:
-        _logger.error("=== Run (ID '%s') interrupted, cancelling run ===", submitted.run_id)
-        submitted.cancel()
-        raise
-    return submitted
-
-
-def _interrupt_on_sigterm():
-    """In the CLI, treat SIGTERM like Ctrl-C so the run is cancelled, not orphaned."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def _raise_interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-def resolve_workspace_tracking(tracking_uri: str, experiment_id: str) -> tuple[str, str]:
-    """With no tracking URI set anywhere, runs go to the workspace of ``Workspace.from_config()``
-    (the local workspace by default); the experiment MLflow resolved by name is re-resolved there."""
-    if is_tracking_uri_set():
-        return tracking_uri, str(experiment_id)
-    workspace_uri = Workspace.from_config().get_mlflow_tracking_uri()
-    mlflow.set_tracking_uri(workspace_uri)
-    experiment_id = str(experiment_id)
-    if experiment_id != "0":
-        name = MlflowClient(tracking_uri).get_experiment(experiment_id).name
-        target = MlflowClient(workspace_uri)
-        existing = target.get_experiment_by_name(name)
-        experiment_id = existing.experiment_id if existing else target.create_experiment(name)
-    return workspace_uri, experiment_id
-
-
-def child_environment(tracking_uri: str, run_id: str, experiment_id: str) -> dict[str, str]:
-    """Environment of the entry-point process: the run, the tracking URI and its credentials
-    (through the environment, never the command line), unbuffered output for live logs."""
-    env = dict(os.environ)
-    env.update(get_run_env_vars(run_id, experiment_id))
-    env["MLFLOW_TRACKING_URI"] = tracking_uri
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(_auth_environment(tracking_uri))
-    return env
-
-
-def _auth_environment(tracking_uri: str) -> dict[str, str]:
-    if not tracking_uri.startswith("azureml://"):
-        return {}
-    from mlflow_workspace_plugin import auth
-
-    return auth.child_environment(tracking_uri)
 
 
 if sys.platform == "win32":  # pragma: no cover - process groups and bash are POSIX here

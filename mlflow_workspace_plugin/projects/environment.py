@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -17,21 +16,37 @@ from mlflow.exceptions import ExecutionException
 from mlflow.projects import env_type
 from mlflow.projects._project_spec import Project
 
+from mlflow_workspace_plugin.compute.environment import (
+    CONDA,
+    DOCKER,
+    LOCAL,
+    UV,
+    VIRTUALENV,
+    EnvironmentSpec,
+    PreparedEnvironment,
+)
+from mlflow_workspace_plugin.execution.requirements import project_requirements
 from mlflow_workspace_plugin.projects.backend_config import BackendConfig
 
-LOCAL, CONDA, VIRTUALENV, UV, DOCKER = "local", "conda", "virtualenv", "uv", "docker"
+REMOTE_DOCKER_PROBLEM = (
+    "This project declares a docker_env, which is not supported on remote compute targets: "
+    "declare a conda_env (conda.yaml) or python_env (python_env.yaml) instead"
+)
 
+def project_environment(project: Project, work_dir: str, config: BackendConfig) -> EnvironmentSpec:
+    """The run's environment: checked now (conda / Docker / uv present), built once the run exists.
+    On remote compute, the project's environment file becomes the job's pip requirements."""
+    if config.is_remote:
+        return EnvironmentSpec(requirements=tuple(project_requirements(project, work_dir)),
+                               remote_problem=REMOTE_DOCKER_PROBLEM if project.docker_env else None)
+    kind = choose_environment(project, config)
 
-@dataclass(frozen=True)
-class PreparedEnvironment:
-    """Shell fragments to put before the entry-point command, and how to join them."""
+    def prepare(run_id: str) -> PreparedEnvironment:
+        from mlflow import MlflowClient
 
-    kind: str
-    prefix: list[str] = field(default_factory=list)
-    separator: str = " && "
+        return prepare_environment(kind, project, work_dir, MlflowClient().get_run(run_id), config)
 
-    def wrap(self, command: str) -> str:
-        return self.separator.join([*self.prefix, command]) if self.prefix else command
+    return EnvironmentSpec(kind=kind, prepare=prepare)
 
 
 def choose_environment(project: Project, config: BackendConfig) -> str:
@@ -102,7 +117,8 @@ def ensure_docker_engine(project: Project) -> None:
         ) from None
 
 
-def prepare_environment(kind: str, project: Project, work_dir: str, run: Run, config: BackendConfig) -> PreparedEnvironment:
+def prepare_environment(kind: str, project: Project, work_dir: str, run: Run,
+                        config: BackendConfig) -> PreparedEnvironment:
     """Build the environment (may take minutes) and return the command prefix."""
     if kind == LOCAL:
         return PreparedEnvironment(LOCAL)

@@ -11,7 +11,7 @@ import stat
 import zipfile
 from pathlib import Path
 
-from mlflow_workspace_plugin.projects.snapshot import Snapshot
+from mlflow_workspace_plugin.capture.snapshot import Snapshot
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 

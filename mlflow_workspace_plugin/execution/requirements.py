@@ -1,11 +1,11 @@
-"""pip requirements of a project's environment file, for a remote job's pip environment.
+"""pip requirements of an environment file (a project's, or a job's ``conda_file``), for a remote
+job's pip environment.
 
 - ``conda_env`` (conda.yaml): its ``pip:`` list, plus plain conda packages translated to pip
   specifiers (``name=1.2`` -> ``name==1.2``, channel prefixes dropped); ``python`` and ``pip``
   themselves are skipped (the cluster's interpreter is used).
 - ``python_env`` (python_env.yaml): its ``dependencies``.
 - ``-r file`` lines are read from the project (a remote job cannot see your relative paths).
-- ``docker_env``: refused (not supported on remote compute targets).
 """
 
 from __future__ import annotations
@@ -22,12 +22,7 @@ _SKIPPED = {"python", "pip"}
 
 
 def project_requirements(project, work_dir: str | Path) -> list[str]:
-    """The pip requirements of ``project``'s environment (empty if it declares none)."""
-    if project.docker_env:
-        raise ExecutionException(
-            "This project declares a docker_env, which is not supported on remote compute targets: "
-            "declare a conda_env (conda.yaml) or python_env (python_env.yaml) instead"
-        )
+    """The pip requirements of ``project``'s environment (empty if it declares none or docker_env)."""
     path = Path(project.env_config_path) if project.env_config_path else None
     if path is None or not path.is_file():
         return []

@@ -1,0 +1,64 @@
+"""Uploads of what a run leaves behind: snapshot, ``./outputs`` and ``./logs``, the console log."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from mlflow_workspace_plugin.capture.snapshot import Snapshot
+
+LOG_ARTIFACT_DIR = "user_logs"
+LOG_ARTIFACT_NAME = "std_log.txt"
+SNAPSHOT_ARTIFACT_DIR = "snapshot"
+CAPTURED_FOLDERS = ("outputs", "logs")
+
+
+def stage_snapshot(snapshot: Snapshot, destination: Path) -> Path:
+    """Copy the snapshot's files into ``destination`` (so later edits don't change it)."""
+    for rel in snapshot.files:
+        target = destination / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(snapshot.root / rel, target)
+    destination.mkdir(parents=True, exist_ok=True)
+    return destination
+
+
+def files_changed_since(folder: Path, since: float) -> Iterable[Path]:
+    """Files under ``folder`` created or modified at or after ``since`` (epoch seconds)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path for path in folder.rglob("*") if path.is_file() and path.stat().st_mtime >= since
+    )
+
+
+def upload_run_folders(client: MlflowClient, run_id: str, work_dir: Path, since: float) -> list[str]:
+    """Upload files the run wrote under ``./outputs`` and ``./logs``; return their artifact paths."""
+    uploaded: list[str] = []
+    for name in CAPTURED_FOLDERS:
+        folder = work_dir / name
+        for path in files_changed_since(folder, since):
+            rel_parent = path.parent.relative_to(work_dir).as_posix()
+            client.log_artifact(run_id, str(path), artifact_path=rel_parent)
+            uploaded.append(f"{rel_parent}/{path.name}")
+    return uploaded
+
+
+def upload_log(client: MlflowClient, run_id: str, log_path: Path) -> None:
+    """Upload a console log as ``user_logs/<its file name>``."""
+    if log_path.is_file():
+        client.log_artifact(run_id, str(log_path), artifact_path=LOG_ARTIFACT_DIR)
+
+
+def upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:
+    if staged.is_dir() and any(staged.iterdir()):
+        client.log_artifacts(run_id, str(staged), artifact_path=SNAPSHOT_ARTIFACT_DIR)
+
+
+def mtime_floor(timestamp: float) -> float:
+    """Filesystems store mtimes coarsely; allow for it when comparing with the run start."""
+    return timestamp - (2.0 if os.name == "nt" else 0.05)

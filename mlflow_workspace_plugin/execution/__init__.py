@@ -1,0 +1,13 @@
+"""ONE run lifecycle for every door (projects backend, YAML jobs, sweeps) and every compute:
+
+    RunRequest (frozen) -> validate everything -> resolve tracking -> create + tag the run
+    -> start on the executor of its compute target -> a SubmittedRun handle (WatchedRun)
+
+Capture (console log, live logs, snapshot, outputs, final status) is done by the executor with
+:mod:`mlflow_workspace_plugin.capture`, the same way locally and inside remote jobs.
+"""
+
+from mlflow_workspace_plugin.execution.lifecycle import launch
+from mlflow_workspace_plugin.execution.request import RunRequest
+
+__all__ = ["RunRequest", "launch"]

@@ -1,0 +1,68 @@
+"""``launch``: the one run lifecycle every door uses."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunTag
+
+from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
+from mlflow_workspace_plugin.capture.snapshot import collect_snapshot
+from mlflow_workspace_plugin.compute.base import Executor, Launch
+from mlflow_workspace_plugin.compute.handles import WatchedRun
+from mlflow_workspace_plugin.compute.registry import executor_for
+from mlflow_workspace_plugin.execution.request import RunRequest
+from mlflow_workspace_plugin.execution.run_env import run_environment
+from mlflow_workspace_plugin.execution.tracking import planned_tracking_uri, resolve_tracking
+from mlflow_workspace_plugin.workspace import Workspace
+
+
+def launch(request: RunRequest, workspace: Workspace | None = None) -> WatchedRun:
+    """Validate ``request``, create and tag its run, start it; return the run's handle.
+
+    Everything that can be checked (compute target and its settings, reachability, environment,
+    snapshot limits, settings from the environment) is checked before any run exists or any
+    global state changes. If starting fails after the run exists, the run ends FAILED (KILLED on
+    Ctrl-C) and the error propagates.
+    """
+    workspace = workspace or Workspace.from_config()
+    executor = executor_for(request.compute, workspace)
+    log_sync_seconds = log_sync_interval()
+    snapshot = collect_snapshot(request.source_dir)
+    executor.check(request.environment, planned_tracking_uri(request, workspace))
+
+    tracking_uri, experiment_id = resolve_tracking(request, workspace)
+    client = MlflowClient(tracking_uri)
+    run_id = _create_run(client, request, experiment_id, executor)
+    try:
+        return executor.start(Launch(
+            run_id=run_id, experiment_id=experiment_id, tracking_uri=tracking_uri,
+            command=request.command, source_dir=snapshot.root, snapshot=snapshot,
+            run_env=run_environment(tracking_uri, run_id, experiment_id, request.env_vars),
+            environment=request.environment, stream_output=request.stream_output,
+            raise_on_failure=request.raise_on_failure, timeout_seconds=request.timeout_seconds,
+            log_sync_seconds=log_sync_seconds,
+        ))
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+
+
+def _create_run(client: MlflowClient, request: RunRequest, experiment_id: str, executor: Executor) -> str:
+    if request.existing_run_id:
+        run_id = request.existing_run_id
+        params = []
+    else:
+        run = client.create_run(experiment_id, tags=dict(request.tags), run_name=request.run_name)
+        run_id = run.info.run_id
+        params = [Param(key, str(value)) for key, value in request.params.items()]
+    tags = dict(request.tags) if request.existing_run_id else {}
+    tags.update(executor.run_tags(run_id, request.environment))
+    try:
+        client.log_batch(run_id, params=params, tags=[RunTag(key, value) for key, value in tags.items()])
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id

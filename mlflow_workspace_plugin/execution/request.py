@@ -1,0 +1,35 @@
+"""``RunRequest``: everything one run needs, built by a door and validated before anything starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run of a shell command on a compute target of the workspace.
+
+    ``tracking_uri`` None means "the workspace of ``Workspace.from_config()``": it becomes MLflow's
+    tracking URI at launch, after validation, and the experiment (``experiment_name``, else
+    ``experiment_id``) is resolved there. ``existing_run_id`` reuses a run created by the caller.
+    """
+
+    source_dir: Path                                   # working directory and snapshot root
+    command: str                                       # bash command, values already shell-quoted
+    experiment_id: str | None = None
+    experiment_name: str | None = None
+    tracking_uri: str | None = None
+    compute: str = "local"
+    run_name: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    existing_run_id: str | None = None
+    env_vars: Mapping[str, str] = field(default_factory=dict)  # extra variables for the command
+    environment: EnvironmentSpec = field(default_factory=EnvironmentSpec)
+    stream_output: bool = True
+    raise_on_failure: bool = False
+    timeout_seconds: float | None = None
