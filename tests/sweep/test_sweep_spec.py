@@ -307,3 +307,27 @@ def test_invalid_yaml_file_names_line(project):
     (project / "broken.yml").write_text("type: sweep\nsearch_space: [\n")
     with pytest.raises(Exception, match=r"invalid YAML at line \d+, column \d+"):
         load_sweep(project / "broken.yml")
+
+
+def test_parent_properties_record_the_configuration(project):
+    import json
+
+    raw = {**_current(), "sampling_algorithm": {"type": "random", "seed": 3, "rule": "sobol"},
+           "early_termination": {"type": "truncation_selection", "truncation_percentage": 20}}
+    props = sweep_from_mapping(raw, project / "sweep.yml").parent_properties()
+    assert props["runTemplate"] == "HyperDrive" and props["space_size"] == "infinite_space_size"
+    assert json.loads(props["primary_metric_config"]) == {"name": "test-multi_logloss", "goal": "minimize"}
+    assert json.loads(props["azureml.sweep.sampling_algorithm"]) == {
+        "name": "random", "seed": 3, "rule": "sobol", "logbase": "e"}
+    assert json.loads(props["azureml.sweep.search_space"])["boosting"] == ["choice", [["gbdt", "dart"]]]
+    assert json.loads(props["azureml.sweep.early_termination"])["truncation_percentage"] == 20
+    assert json.loads(props["azureml.sweep.limits"])["max_total_trials"] == 20
+    assert all(isinstance(value, str) for value in props.values())
+
+
+def test_grid_smaller_than_max_total_trials_or_larger_is_said(project):
+    raw = {**_current(), "sampling_algorithm": "grid"}
+    raw["search_space"]["learning_rate"] = {"type": "choice", "values": list(range(15))}
+    spec = sweep_from_mapping(raw, project / "sweep.yml")
+    assert spec.parent_properties()["space_size"] == "30"
+    assert any("only the first 20 grid points run" in note for note in spec.warnings)
