@@ -146,7 +146,15 @@ class BanditPolicy(EarlyTerminationPolicy):
             return leader_best / factor if goal == "maximize" else leader_best * factor
         return leader_best - sign * self.slack_amount
 
-    def check(self, trial_id, interval, histories, goal, running=(), metric="primary metric"):
+    def check(
+        self,
+        trial_id: str,
+        interval: int,
+        histories: Mapping[str, Sequence[float]],
+        goal: Goal,
+        running: Collection[str] = (),
+        metric: str = "primary metric",
+    ) -> Cancellation | None:
         peers = self._peers(histories, interval)
         bests = {tid: _best(histories[tid][:interval], goal) for tid in peers}
         leader = peers[0]
@@ -174,7 +182,15 @@ class MedianStoppingPolicy(EarlyTerminationPolicy):
 
     name: ClassVar[str] = "median_stopping"
 
-    def check(self, trial_id, interval, histories, goal, running=(), metric="primary metric"):
+    def check(
+        self,
+        trial_id: str,
+        interval: int,
+        histories: Mapping[str, Sequence[float]],
+        goal: Goal,
+        running: Collection[str] = (),
+        metric: str = "primary metric",
+    ) -> Cancellation | None:
         others = [tid for tid in self._peers(histories, interval) if tid != trial_id]
         if not others:
             return None
@@ -202,7 +218,15 @@ class TruncationSelectionPolicy(EarlyTerminationPolicy):
         if not 1 <= self.truncation_percentage <= 99:
             raise ValueError(f"truncation_percentage must be 1..99, got {self.truncation_percentage}")
 
-    def check(self, trial_id, interval, histories, goal, running=(), metric="primary metric"):
+    def check(
+        self,
+        trial_id: str,
+        interval: int,
+        histories: Mapping[str, Sequence[float]],
+        goal: Goal,
+        running: Collection[str] = (),
+        metric: str = "primary metric",
+    ) -> Cancellation | None:
         population = [
             tid for tid in self._peers(histories, interval)
             if not self.exclude_finished_jobs or tid == trial_id or tid in running
