@@ -4,7 +4,9 @@
 :mod:`.inputs` materialises inputs; :mod:`.distribution` gives per-process environments.
 """
 
+from mlflow_workspace_plugin.jobs.distribution import ProcessSlot, plan_job, require_mpirun
 from mlflow_workspace_plugin.jobs.errors import JobInputError, JobLaunchError, JobSpecError
+from mlflow_workspace_plugin.jobs.inputs import command_values, describe_io, materialize_input, prepare_outputs
 from mlflow_workspace_plugin.jobs.loader import command_job_from_mapping, load_job
 from mlflow_workspace_plugin.jobs.placeholders import Placeholder, find_placeholders, render_command
 from mlflow_workspace_plugin.jobs.spec import (
@@ -29,10 +31,17 @@ __all__ = [
     "LiteralInput",
     "MpiDistribution",
     "Placeholder",
+    "ProcessSlot",
     "PyTorchDistribution",
     "TensorFlowDistribution",
     "command_job_from_mapping",
+    "command_values",
+    "describe_io",
     "find_placeholders",
     "load_job",
+    "materialize_input",
+    "plan_job",
+    "prepare_outputs",
     "render_command",
+    "require_mpirun",
 ]

@@ -338,8 +338,11 @@ def _describe(item: dict, prefix: str, overridden: Sequence[tuple[str, str]]) ->
     ctx = item.get("ctx") or {}
     if item["type"] == "job_spec" and ctx.get("at"):
         loc.append(ctx["at"])
+    is_key = bool(loc) and loc[-1] == "[key]"
+    if is_key:
+        loc.pop()
     field = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
-    text = _wording(item)
+    text = f"a key must be text, got {_kind(item.get('input'))}" if is_key else _wording(item)
     for path, setting in overridden:
         if field == path or field.startswith(path + ".") or path.startswith(field + "."):
             text += f" (value from --set {setting})"

@@ -447,6 +447,7 @@ BAD = [
     ("command: x\ninputs:\n  t: {path: data, data: {path: data}}\n", "inputs.t.data", "give either path"),
     ("command: x\ninputs:\n  t: [1, 2]\n", "inputs.t", "expected a literal (number, string, true/false) or a mapping"),
     ("command: x\ninputs:\n  1bad: 3\n", "inputs.1bad", "'1bad' is not a valid name"),
+    ("command: x\ninputs:\n  7: 3\n", "inputs.7", "a key must be text, got 7 (a number)"),
     ("command: x\noutputs:\n  m: {type: mlflow_model}\n", "outputs.m.type",
      "type 'mlflow_model' is not supported for outputs here; allowed: uri_folder"),
     ("command: x\noutputs:\n  m: {mode: direct}\n", "outputs.m.mode", "mode 'direct' is not allowed"),
