@@ -48,7 +48,7 @@ def command_job_from_mapping(
     section = validate_raw(
         CommandJobSection, raw, source_file=shown, field_prefix=field_prefix, overridden=overridden
     )
-    normalizer = Normalizer(source_file, shown_file=shown, field_prefix=field_prefix)
+    normalizer = Normalizer(source_file, shown_file=shown, field_prefix=field_prefix, overridden=overridden)
     return normalizer.job(section, name=name, search_space=search_space)
 
 

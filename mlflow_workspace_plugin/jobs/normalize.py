@@ -7,7 +7,7 @@ exist, preview fields translated, placeholders matched against the declared inpu
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
@@ -24,6 +24,7 @@ from mlflow_workspace_plugin.jobs.schema import (
     OutputSection,
     PyTorch,
     TensorFlow,
+    override_note,
 )
 from mlflow_workspace_plugin.jobs.spec import (
     CommandJob,
@@ -45,15 +46,23 @@ IGNORED_TOP_LEVEL = ("services", "identity", "queue_settings", "properties")
 class Normalizer:
     """One job's normalisation: knows the file (for messages and relative paths) and the field prefix."""
 
-    def __init__(self, source_file: Path, *, shown_file: str | Path | None = None, field_prefix: str = "") -> None:
+    def __init__(
+        self,
+        source_file: Path,
+        *,
+        shown_file: str | Path | None = None,
+        field_prefix: str = "",
+        overridden: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.source_file = source_file
+        self.overridden = overridden
         self.base = source_file.parent
         self.shown_file = str(shown_file if shown_file is not None else source_file)
         self.prefix = field_prefix
 
     def error(self, field: str, problem: str) -> JobSpecError:
-        full = ".".join(part for part in (self.prefix, field) if part)
-        return JobSpecError.at(self.shown_file, full or None, problem)
+        full = self._full(field)
+        return JobSpecError.at(self.shown_file, full or None, problem + override_note(full, self.overridden))
 
     def job(
         self, section: CommandJobSection, *, name: str | None = None, search_space: Collection[str] | None = None

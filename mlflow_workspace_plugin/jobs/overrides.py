@@ -6,7 +6,9 @@
   or ``python -c "print('a')"``, stays the text as written;
 - missing mappings along the path are created;
 - a field written in its short form is expanded first, so ``--set compute.target=local`` works on
-  ``compute: azureml:cpu-cluster`` and ``--set code.local_path=src2`` on ``code: src``.
+  ``compute: azureml:cpu-cluster`` and ``--set code.local_path=src2`` on ``code: src``;
+- ``--set inputs.x.path=...`` replaces a preview ``inputs.x.data`` location (and ``inputs.x.data...``
+  replaces ``inputs.x.path``), so either spelling of the override works on either spelling of the file.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def apply_overrides(
     for override in overrides:
         path, value = parse_override(override, source_file=source_file)
         _assign(result, path, value, override, source_file)
+        _drop_other_spelling(result, path)
         applied.append((".".join(str(part) for part in path), override))
     return result, applied
 
@@ -66,6 +69,14 @@ def _parse_value(text: str) -> Any:
     if isinstance(value, (list, dict)) and not text.lstrip().startswith(("[", "{")):
         return text
     return value
+
+
+def _drop_other_spelling(raw: dict, path: list[str | int]) -> None:
+    """``--set inputs.x.path=...`` on a preview ``inputs.x.data`` (or the reverse) replaces the location."""
+    if len(path) >= 3 and path[0] == "inputs" and path[2] in ("path", "data"):
+        entry = raw.get("inputs", {}).get(path[1])
+        if isinstance(entry, dict):
+            entry.pop("data" if path[2] == "path" else "path", None)
 
 
 def _assign(raw: dict, path: list[str | int], value: Any, override: str, source_file: Path | str | None) -> None:

@@ -343,11 +343,15 @@ def _describe(item: dict, prefix: str, overridden: Sequence[tuple[str, str]]) ->
         loc.pop()
     field = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
     text = f"a key must be text, got {_kind(item.get('input'))}" if is_key else _wording(item)
+    return field, text + override_note(field, overridden)
+
+
+def override_note(field: str, overridden: Sequence[tuple[str, str]]) -> str:
+    """`` (value from --set a.b=c)`` when ``field`` was set (or set below) by an override, else ``""``."""
     for path, setting in overridden:
         if field == path or field.startswith(path + ".") or path.startswith(field + "."):
-            text += f" (value from --set {setting})"
-            break
-    return field, text
+            return f" (value from --set {setting})"
+    return ""
 
 
 def _wording(item: dict) -> str:

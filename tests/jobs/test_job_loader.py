@@ -387,7 +387,13 @@ def test_overrides(write_job, job_dir):
     assert job.environment_variables == {"GREETING": "hello: world"}  # not valid YAML: kept as the text
     assert load_job(path, overrides=["compute=local"]).compute == "local"
     assert load_job(path, overrides=["code.local_path=data"]).code == job_dir / "data"
-    assert load_job(write_job(PREVIEW), overrides=["compute.target=local"]).compute == "local"
+    preview = write_job(PREVIEW, "preview.yml")
+    assert load_job(preview, overrides=["compute.target=local"]).compute == "local"
+    # a location override in either spelling works on a file in either spelling
+    moved = load_job(preview, overrides=["inputs.iris.path=data/images"]).inputs["iris"]
+    assert (moved.local_path, moved.type, moved.mode) == (job_dir / "data" / "images", "uri_folder", "ro_mount")
+    moved = load_job(path, overrides=["inputs.iris.data.local_path=data/images", "inputs.iris.type=uri_folder"])
+    assert moved.inputs["iris"].local_path == job_dir / "data" / "images"
 
 
 def test_override_list_index(write_job):
@@ -407,6 +413,8 @@ def test_override_list_index(write_job):
         ("resources.instance_count=two", "job.yml: resources.instance_count: expected an integer, got 'two' (a string)"
          " (value from --set resources.instance_count=two)"),
         ("inputs.iris.mdoe=download", "job.yml: inputs.iris.mdoe: unknown key 'mdoe' (did you mean 'mode'?)"),
+        ("inputs.iris.path=data/gone.csv", "job.yml: inputs.iris.path: "),
+        ("code=gone", "job.yml: code: "),
     ],
 )
 def test_bad_overrides(write_job, job_dir, monkeypatch, override, expected):
@@ -415,6 +423,8 @@ def test_bad_overrides(write_job, job_dir, monkeypatch, override, expected):
     with pytest.raises(JobSpecError) as error:
         load_job("job.yml", overrides=[override])
     assert error.value.message.startswith(expected), error.value.message
+    if "=" in override.strip("="):
+        assert error.value.message.endswith(f" (value from --set {override})") or "--set '" in error.value.message
 
 
 # --- bad input: file, field path, what is allowed ------------------------------------------------------
