@@ -23,7 +23,7 @@ from mlflow_workspace_plugin.deploy import model_source, processes
 from mlflow_workspace_plugin.deploy.config import check_traffic_names, deployment_config, endpoint_config
 from mlflow_workspace_plugin.deploy.errors import DeploymentError, already_exists, not_found
 from mlflow_workspace_plugin.deploy.local_backend import LocalEndpoints
-from mlflow_workspace_plugin.deploy.local_servers import check_env_manager
+from mlflow_workspace_plugin.deploy.local_servers import check_env_manager, server_command
 from mlflow_workspace_plugin.deploy.state import DeploymentRecord, EndpointRecord, StateStore, check_name
 from mlflow_workspace_plugin.deploy.targets import DeployTarget, resolve_target
 
@@ -136,10 +136,12 @@ class WorkspaceDeploymentClient(BaseDeploymentClient):
                 generation = record.generation + 1
                 model_dir = self.store.model_dir(endpoint, name, generation)
                 model_source.materialize(source, model_dir, self.target.tracking_uri)
+                command, command_env = server_command(model_dir, cfg.env_manager, cfg.instance_count)
                 record.deployments[name] = DeploymentRecord(
                     name=name, endpoint=endpoint, model_uri=model_uri, model=source.to_dict(),
-                    model_path=str(model_dir), env_manager=cfg.env_manager, timeout=cfg.timeout,
-                    instance_count=cfg.instance_count, cpus_per_instance=cfg.cpus_per_instance, generation=generation)
+                    model_path=str(model_dir), env_manager=cfg.env_manager, command=command, command_env=command_env,
+                    timeout=cfg.timeout, instance_count=cfg.instance_count, cpus_per_instance=cfg.cpus_per_instance,
+                    generation=generation)
                 if cfg.traffic is not None:
                     record.traffic = dict(cfg.traffic)
                 elif not any(record.traffic.values()):
@@ -185,6 +187,8 @@ class WorkspaceDeploymentClient(BaseDeploymentClient):
                 for key in ("env_manager", "instance_count", "cpus_per_instance", "timeout"):
                     if key in cfg.given:
                         setattr(deployment, key, getattr(cfg, key))
+                deployment.command, deployment.command_env = server_command(
+                    model_dir, deployment.env_manager, deployment.instance_count)
                 deployment.generation = generation
                 deployment.updated_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             record.generation = generation

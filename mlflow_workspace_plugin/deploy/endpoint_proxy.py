@@ -1,4 +1,7 @@
-"""The front process of one local endpoint: ``python -m mlflow_workspace_plugin.deploy.endpoint_proxy <dir>``.
+"""The front process of one local endpoint: ``python <this file> <endpoint state folder>``.
+
+It imports only the standard library, aiohttp and :mod:`.processes` (run as a script, not through
+the package, so it starts in about a second and stays small: no MLflow in this process).
 
 It listens on the endpoint's stable port (127.0.0.1) and
 
@@ -38,12 +41,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from mlflow_workspace_plugin.deploy import local_servers, processes
-from mlflow_workspace_plugin.deploy.state import ENDPOINT_FILE, KEYS_FILE, STATUS_FILE, read_json, write_json
+if __package__:
+    from mlflow_workspace_plugin.deploy import processes
+else:  # run as a script: this folder is sys.path[0]
+    import processes  # type: ignore[no-redef]
+
+read_json, write_json = processes.read_json, processes.write_json
 
 _logger = logging.getLogger("mlflow_workspace_plugin.endpoint")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 SCORE_PATHS = ("/invocations", "/score")
+ENDPOINT_FILE, KEYS_FILE, STATUS_FILE = "endpoint.json", "keys.json", "status.json"  # as in state.py
 REQUEST_WAIT_S = 60.0  # how long a request waits for a restarting deployment
 DRAIN_TIMEOUT_S = 30.0
 TOKEN_CACHE_S = 60.0
@@ -198,8 +206,9 @@ class EndpointProxy:
         for _ in range(3):  # a port taken between choosing and binding: try another one
             port = processes.free_port()
             log_path = self.folder / "logs" / f"{name}.log"
-            process = local_servers.spawn(Path(spec["model_path"]), port, log_path, spec.get("env_manager", "local"),
-                                          int(spec.get("instance_count", 1)))
+            argv = [arg.replace("{port}", str(port)) for arg in spec["command"]]
+            process = processes.spawn(argv, dict(spec.get("command_env", {})), log_path,
+                                      f"scoring server for {spec.get('model_uri')} on {processes.LOOPBACK}:{port}")
             instance = Instance(name, generation, port, process, log_path)
             try:
                 await self.wait_ready(instance, float(spec.get("timeout", 300)))
@@ -249,11 +258,17 @@ class EndpointProxy:
                 if instance is None or instance.retiring or slot.restarting:
                     continue
                 if instance.process.poll() is not None:
-                    asyncio.ensure_future(self.restart(slot, instance))
+                    self.note_crash(slot, instance)
 
-    async def restart(self, slot: Slot, crashed: Instance) -> None:
+    def note_crash(self, slot: Slot, instance: Instance) -> None:
+        """Start restarting ``slot`` if ``instance`` (its active server) has exited."""
+        if slot.restarting or instance.retiring or slot.active is not instance or instance.process.poll() is None:
+            return
         slot.restarting = True
         slot.ready.clear()
+        asyncio.ensure_future(self.restart(slot, instance))
+
+    async def restart(self, slot: Slot, crashed: Instance) -> None:
         slot.state = "Restarting"
         _logger.warning("deployment %s: scoring server pid %s exited with code %s; restarting", slot.name,
                         crashed.process.pid, crashed.process.returncode)
@@ -346,10 +361,11 @@ class EndpointProxy:
 
     async def forward(self, slot: Slot, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
         last_error = "no server"
-        for _attempt in range(4):
+        deadline = time.monotonic() + REQUEST_WAIT_S
+        while time.monotonic() < deadline:
             if not slot.ready.is_set():
                 try:
-                    await asyncio.wait_for(slot.ready.wait(), REQUEST_WAIT_S)
+                    await asyncio.wait_for(slot.ready.wait(), max(deadline - time.monotonic(), 0.01))
                 except asyncio.TimeoutError:
                     break
             instance = slot.active
@@ -365,6 +381,7 @@ class EndpointProxy:
             except aiohttp.ClientConnectionError as exc:  # server gone (crash or retired): retry
                 last_error = f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(0.05)
+                self.note_crash(slot, instance)
             finally:
                 instance.inflight -= 1
         return _error(503, "TEMPORARILY_UNAVAILABLE", f"Deployment {slot.name!r} is not available ({slot.state}; "
@@ -402,8 +419,7 @@ def _error(status: int, code: str, message: str, deployment: str | None = None) 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not (Path(args[0]) / ENDPOINT_FILE).is_file():
-        print(f"usage: python -m {__spec__.name if __spec__ else 'endpoint_proxy'} <endpoint state folder>",
-              file=sys.stderr)
+        print("usage: python endpoint_proxy.py <endpoint state folder>", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)

@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from mlflow_workspace_plugin.deploy import processes
 from mlflow_workspace_plugin.deploy.errors import DeploymentError
 from mlflow_workspace_plugin.deploy.state import EndpointRecord, StateStore
 
-PROXY_MODULE = "mlflow_workspace_plugin.deploy.endpoint_proxy"
+PROXY_SCRIPT = str(Path(__file__).with_name("endpoint_proxy.py"))
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 45.0
 _children: dict[int, subprocess.Popen] = {}  # front processes this process started (reaped on stop)
@@ -37,9 +38,10 @@ def start_proxy(store: StateStore, record: EndpointRecord) -> None:
     log_path = store.log_dir(record.name) / "endpoint.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     (store.endpoint_dir(record.name) / "status.json").unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in processes.SECRET_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
     with open(log_path, "ab") as log:
-        child = subprocess.Popen([sys.executable, "-m", PROXY_MODULE, str(store.endpoint_dir(record.name))],
+        child = subprocess.Popen([sys.executable, PROXY_SCRIPT, str(store.endpoint_dir(record.name))],
                                  cwd=store.endpoint_dir(record.name), env=env, stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     _children[child.pid] = child

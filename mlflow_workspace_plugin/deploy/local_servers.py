@@ -1,19 +1,18 @@
-"""MLflow scoring server processes on loopback: the command, the environment, start and readiness.
+"""MLflow scoring server commands on loopback, and readiness checks.
 
 With ``env_manager="local"`` (default) a deployment runs exactly the command ``mlflow models serve``
 execs for a local env (:func:`mlflow.pyfunc.scoring_server.get_cmd`: uvicorn with
 ``mlflow.pyfunc.scoring_server.app:app``) with this interpreter; with ``virtualenv``, ``uv`` or
 ``conda`` it runs ``mlflow models serve --env-manager <it>``, which builds the model's environment
-first. Servers listen on 127.0.0.1 only.
+first. Servers listen on 127.0.0.1 only. Commands are computed here (where MLflow is imported) and
+stored with the deployment, with a ``{port}`` placeholder the endpoint process fills in.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
+import importlib.util
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,16 +20,16 @@ from pathlib import Path
 
 import requests
 
+from mlflow_workspace_plugin.deploy import processes
 from mlflow_workspace_plugin.deploy.errors import DeploymentError
 from mlflow_workspace_plugin.deploy.processes import LOOPBACK, log_tail
 
-# Never hand credentials to a model server: it only needs the model folder.
-_SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME",
-               "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")
+PORT_PLACEHOLDER = "{port}"
+_MODEL_PATH_ENV = "__pyfunc_model_path__"  # mlflow.pyfunc.scoring_server._SERVER_MODEL_PATH
 
 
 def check_env_manager(env_manager: str) -> None:
-    """Fail early when the tool an env manager needs is missing (no Docker/conda here is common)."""
+    """Fail early when the tool an env manager needs is missing (no conda here is common)."""
     needs = {"conda": ("conda",), "uv": ("uv",), "virtualenv": ("virtualenv",)}.get(env_manager, ())
     missing = [tool for tool in needs if shutil.which(tool) is None and not _module_available(tool)]
     if missing:
@@ -39,14 +38,12 @@ def check_env_manager(env_manager: str) -> None:
 
 
 def _module_available(name: str) -> bool:
-    import importlib.util
-
     return name in ("uv", "virtualenv") and importlib.util.find_spec(name) is not None
 
 
-def server_command(model_path: Path, port: int, env_manager: str = "local",
-                   workers: int = 1) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of a scoring server for ``model_path`` on ``127.0.0.1:port``."""
+def server_command(model_path: Path, env_manager: str = "local", workers: int = 1,
+                   port: int | str = PORT_PLACEHOLDER) -> tuple[list[str], dict[str, str]]:
+    """argv and extra environment of a scoring server for ``model_path`` on ``127.0.0.1:port``."""
     from mlflow.pyfunc import scoring_server
 
     if env_manager == "local":
@@ -54,38 +51,18 @@ def server_command(model_path: Path, port: int, env_manager: str = "local",
         argv = shlex.split(command)
         if argv[0] != "uvicorn":
             raise DeploymentError(f"Unexpected scoring server command from MLflow: {command}")
-        argv = [sys.executable, "-m", *argv]
-    else:
-        argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_path), "-h", LOOPBACK,
-                "-p", str(port), "-w", str(workers), "--env-manager", env_manager]
-        env = os.environ.copy()
-    for name in _SECRET_ENV:
-        env.pop(name, None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return argv, env
-
-
-def die_with_parent() -> None:
-    """``preexec_fn``: SIGTERM this child when its parent (the endpoint process) dies, so a killed
-    endpoint process leaves no orphan server behind."""
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        extra = {name: env[name] for name in (_MODEL_PATH_ENV, "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT") if name in env}
+        return [sys.executable, "-m", *argv], extra
+    return [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_path), "-h", LOOPBACK,
+            "-p", str(port), "-w", str(workers), "--env-manager", env_manager], {}
 
 
 def spawn(model_path: Path, port: int, log_path: Path, env_manager: str = "local", workers: int = 1,
           *, tie_to_parent: bool = True) -> subprocess.Popen:
-    """Start a scoring server in its own process group, output appended to ``log_path``."""
-    argv, env = server_command(model_path, port, env_manager, workers)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting scoring server on {LOOPBACK}:{port} "
-                  f"for {model_path} (env_manager {env_manager})\n".encode())
-        log.flush()
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True,
-                                preexec_fn=die_with_parent if tie_to_parent else None)
+    """Start a scoring server now (``run_local``); endpoints start theirs from the stored command."""
+    argv, env = server_command(model_path, env_manager, workers, port)
+    return processes.spawn(argv, env, log_path, f"scoring server on {LOOPBACK}:{port} for {model_path}",
+                           tie_to_parent=tie_to_parent)
 
 
 def wait_ready(process: subprocess.Popen, port: int, log_path: Path, timeout: float) -> None:

@@ -1,15 +1,25 @@
-"""Process and port helpers (Linux ``/proc``): identity by (pid, start time), group stop, free ports."""
+"""Process, port and state-file helpers (stdlib only: the endpoint front process imports this module
+without MLflow). Process identity is (pid, start time) from Linux ``/proc``."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import os
 import signal
 import socket
+import subprocess
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 _RAY_WORKER_PORTS = range(10002, 20000)
+# Never hand credentials to an endpoint or model server process: they only need the model folder.
+SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME",
+              "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")
 
 
 def start_time(pid: int) -> str | None:
@@ -60,6 +70,31 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: SIGTERM this child when its parent dies (no orphan servers after a killed
+    endpoint process)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def spawn(argv: list[str], env_overrides: dict[str, str], log_path: Path, banner: str,
+          tie_to_parent: bool = True) -> subprocess.Popen:
+    """Start ``argv`` in its own process group, output appended to ``log_path``, secrets removed
+    from its environment."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env.update(env_overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {banner}\n".encode())
+        log.flush()
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True,
+                                preexec_fn=die_with_parent if tie_to_parent else None)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (outside Ray's worker port range)."""
     while True:
@@ -82,3 +117,27 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON state file, or None when it does not exist (ValueError when it is corrupt)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    """Write atomically (temp file + rename) so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_workspace_plugin.deploy import processes
 from mlflow_workspace_plugin.deploy.errors import DeploymentError
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
@@ -55,6 +54,8 @@ class DeploymentRecord:
     model: dict[str, Any]
     model_path: str
     env_manager: str = "local"
+    command: list[str] = field(default_factory=list)  # scoring server argv; "{port}" is filled in
+    command_env: dict[str, str] = field(default_factory=dict)  # environment it needs on top of ours
     timeout: float = 300.0
     instance_count: int = 1
     cpus_per_instance: float = 1.0
@@ -170,24 +171,9 @@ class StateStore:
 
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except ValueError:  # a writer always replaces atomically; a torn file means corruption
+        return processes.read_json(path)
+    except ValueError:  # writers always replace atomically; a torn file means corruption
         raise DeploymentError(f"Deployment state file {path} is corrupt; delete its endpoint folder") from None
 
 
-def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
-    """Write atomically (temp file + rename) so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+write_json = processes.write_json
