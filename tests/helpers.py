@@ -33,6 +33,7 @@ def write_project(root: Path, script: str, *, parameters: str = "", command: str
 
 
 def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
 

@@ -56,7 +56,7 @@ def parse_command(argv: list[str]) -> str:
 
 
 def child_env() -> dict[str, str]:
-    from mlflow_workspace_plugin.compute.local import interpreter_first_on_path
+    from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
 
     env = interpreter_first_on_path(dict(os.environ))
     env.setdefault("PYTHONUNBUFFERED", "1")

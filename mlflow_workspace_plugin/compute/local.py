@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import weakref
@@ -27,17 +26,11 @@ from mlflow_workspace_plugin.capture.uploads import stage_snapshot
 from mlflow_workspace_plugin.compute.base import Executor, Launch
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.handles import WatchedRun
+from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 TERMINATE_GRACE_SECONDS = 10.0
 _active_runs: weakref.WeakSet[LocalRun] = weakref.WeakSet()
-
-
-def interpreter_first_on_path(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the folder of the running interpreter first on PATH."""
-    folder = str(Path(sys.executable).parent)
-    rest = [part for part in env.get("PATH", os.defpath).split(os.pathsep) if part and part != folder]
-    return {**env, "PATH": os.pathsep.join([folder, *rest])}
 
 
 class LocalExecutor(Executor):

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import requests
 
+from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
+
 LOOPBACK = "127.0.0.1"
 HEAD_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -116,7 +118,8 @@ class LocalRayHead:
 
     def start(self, timeout: float = 90.0) -> LocalRayHead:
         """Start the head under a new session; wait until it reports started and its job API answers."""
-        env = {**os.environ, **HEAD_ENV}
+        # jobs run `python` from the head's PATH: make it the interpreter starting the head
+        env = interpreter_first_on_path({**os.environ, **HEAD_ENV})
         env.pop("RAY_ADDRESS", None)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

@@ -91,9 +91,7 @@ def _run_in_foreground(handle) -> SubmittedRun:
     except KeyboardInterrupt:
         print_final_line(handle)
         raise SystemExit(INTERRUPTED_EXIT_CODE) from None
-    if not finished:
-        _logger.error("=== %s ===", handle.failure_message())
-    print_final_line(handle)
+    print_final_line(handle)  # (the run's watcher has printed the error block once)
     if not finished:
         code = getattr(handle, "exit_code", None)
         raise SystemExit(code if isinstance(code, int) and 0 < code < 256 else 1)
