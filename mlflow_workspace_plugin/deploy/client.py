@@ -90,6 +90,31 @@ class WorkspaceDeploymentClient(BaseDeploymentClient):
                 return
             self._close(record)
 
+    def stop_endpoint(self, endpoint: str) -> None:
+        """Stop a local endpoint's processes but keep its definition and keys (``start_endpoint``, or any
+        change to it, starts it again)."""
+        with self.store.lock():
+            record = self._endpoint(endpoint)
+            if record.compute != "local":
+                raise DeploymentError(f"Endpoint {endpoint!r} runs on {record.compute!r}: only local endpoints stop; "
+                                      "delete_endpoint removes it")
+            health = self._backend(record).health(record)
+            self._backend(record).close(record)
+            self.store.save(record)
+        for pid in [d.get("pid") for d in health["deployments"].values()] + [health.get("pid")]:
+            _wait_gone(pid)
+
+    def start_endpoint(self, endpoint: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Start a stopped local endpoint again (all its deployments), waiting until they answer."""
+        with self.store.lock():
+            record = self._endpoint(endpoint)
+            backend = self._backend(record)
+            if record.compute == "local" and not backend.health(record)["pid"]:
+                backend.open(record)
+                self.store.save(record)
+        backend.wait(record, timeout)
+        return self.get_endpoint(endpoint)
+
     def list_endpoints(self) -> list[dict[str, Any]]:
         return [self.get_endpoint(name) for name in self.store.endpoint_names()]
 
