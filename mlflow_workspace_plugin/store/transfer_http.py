@@ -1,0 +1,283 @@
+"""One artifact file to or from a workspace over pooled keep-alive connections.
+
+:class:`WorkspaceFiles` sends ``PUT``/``GET <workspace>/api/2.0/mlflow-artifacts/artifacts/<path>``
+for one artifact root. Per request it adds the workspace's current bearer token (on a 401 the
+token is dropped and the request sent once more with a fresh one, :func:`auth.refreshing`) and
+goes through a session carrying the workspace's retry policy (urllib3 ``Retry`` of the background
+sender: connection errors, 429/5xx with backoff, ``Retry-After`` honoured up to 60 s).
+
+Sessions come from a per-workspace pool (:func:`session_pool`): a worker takes one for a file and
+puts it back, so keep-alive connections are reused across files, transfers and repository objects.
+What MLflow recomputes per request (its request-header plugins, proxy and CA-bundle environment
+lookups: ~5 ms of CPU each) is resolved once per :class:`WorkspaceFiles`.
+
+Uploads stream from disk (never more than one block in memory) with the size fixed when the file
+is opened; a file whose size or modification time changed during its upload is reported as such
+(:class:`FileFailed`, worth retrying). Downloads stream into a temporary file next to the target
+that is renamed into place only when complete, so a failed download never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+from urllib.parse import quote
+
+import requests
+
+from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.uri import WorkspaceScope
+
+CONNECT_TIMEOUT = 10.0
+DOWNLOAD_CHUNK = 1024 * 1024
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_IDLE_SESSIONS = 64
+
+
+class FileFailed(Exception):
+    """One file could not be moved. ``answer``: the server's answer (or the connection problem) in
+    words, without URLs' credentials or headers; ``retry``: another attempt may succeed."""
+
+    def __init__(self, answer: str, retry: bool, status: int | None = None) -> None:
+        super().__init__(answer)
+        self.answer, self.retry, self.status = answer, retry, status
+
+
+# ------------------------------------------------------------------ sessions
+class SessionPool:
+    """Idle ``requests`` sessions of one workspace; each carries the workspace's retry policy."""
+
+    def __init__(self) -> None:
+        self._idle: queue.LifoQueue[requests.Session] = queue.LifoQueue()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[requests.Session]:
+        try:
+            session = self._idle.get_nowait()
+        except queue.Empty:
+            session = _new_session()
+        try:
+            yield session
+        except BaseException:
+            session.close()  # a connection in an unknown state is not reused
+            raise
+        if self._idle.qsize() < MAX_IDLE_SESSIONS:
+            self._idle.put(session)
+        else:
+            session.close()
+
+
+def _new_session() -> requests.Session:
+    from mlflow_workspace_plugin.reliable.sender import make_session
+
+    session = make_session()
+    session.trust_env = False  # proxies and CA bundle are resolved once per WorkspaceFiles
+    return session
+
+
+_pools_lock = threading.Lock()
+_pools: dict[tuple[int, WorkspaceScope], SessionPool] = {}
+
+
+def session_pool(scope: WorkspaceScope) -> SessionPool:
+    """The session pool of ``scope`` in this process (a forked child gets its own)."""
+    key = (os.getpid(), scope)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = SessionPool()
+        return pool
+
+
+# ------------------------------------------------------------------ request bodies
+class BoundedReader:
+    """A file opened for upload, read up to ``size`` bytes (the size when it was opened), with
+    ``on_read`` told about every block; ``tell``/``seek`` let urllib3 rewind it for a retry."""
+
+    def __init__(self, handle: IO[bytes], size: int, on_read: Callable[[int], None]) -> None:
+        self._handle, self._size, self._on_read = handle, size, on_read
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, amount: int = -1) -> bytes:
+        left = self._size - self._pos
+        if left <= 0:
+            return b""
+        data = self._handle.read(left if amount is None or amount < 0 else min(amount, left))
+        self._pos += len(data)
+        if data:
+            self._on_read(len(data))
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise OSError("only absolute seeks are supported")
+        self._on_read(offset - self._pos)
+        self._handle.seek(offset)
+        self._pos = offset
+        return offset
+
+
+def stamp(path: str) -> tuple[int, int]:
+    """(size, mtime in ns): what changes when a file is written to."""
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
+
+
+def answer_of(response: requests.Response) -> str:
+    """``HTTP 503 Service Unavailable: <the server's message>`` (message shortened)."""
+    head = f"HTTP {response.status_code} {(response.reason or '').strip()}".rstrip()
+    try:
+        text = response.text
+    except Exception:  # an answer cut off mid-body
+        text = ""
+    message = text.strip()
+    try:
+        body = json.loads(message)
+        if isinstance(body, dict) and body.get("message"):
+            message = f"{body.get('error_code', '')}: {body['message']}".lstrip(": ")
+    except ValueError:
+        pass
+    message = " ".join(message.split())
+    if len(message) > 300:
+        message = message[:300] + "..."
+    return f"{head}: {message}" if message else head
+
+
+def connection_problem(exc: requests.RequestException) -> str:
+    """A short description of a failure without an answer (no headers: the token travels there)."""
+    from mlflow_workspace_plugin.uri import redact
+
+    lines = str(exc).strip().splitlines()
+    detail = redact(lines[0])[:300] if lines else ""
+    return f"no answer ({type(exc).__name__}{': ' + detail if detail else ''})"
+
+
+def _raise_for_auth(response: requests.Response) -> requests.Response:
+    if response.status_code in (401, 403):
+        response.close()
+        raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+    return response
+
+
+# ------------------------------------------------------------------ files of one artifact root
+class WorkspaceFiles:
+    """Single-file ``PUT``/``GET`` under one artifact root URL of a workspace (module doc)."""
+
+    def __init__(self, scope: WorkspaceScope, artifact_root_url: str) -> None:
+        from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
+        from mlflow.tracking.request_header.registry import resolve_request_headers
+
+        self.scope = scope
+        self.root = artifact_root_url.rstrip("/")
+        self._headers = dict(resolve_request_headers())
+        creds = auth.host_creds(scope, host=self.root)
+        verify: Any = not creds.ignore_tls_verification
+        if verify:
+            verify = (creds.server_cert_path or os.environ.get("REQUESTS_CA_BUNDLE")
+                      or os.environ.get("CURL_CA_BUNDLE") or True)
+        self.request_kwargs: dict[str, Any] = {
+            "verify": verify, "cert": creds.client_cert_path, "allow_redirects": False,
+            "proxies": requests.utils.get_environ_proxies(self.root),
+            "timeout": (CONNECT_TIMEOUT, float(MLFLOW_HTTP_REQUEST_TIMEOUT.get())),
+        }
+        self.pool = session_pool(scope)
+
+    def url(self, remote: str) -> str:
+        return f"{self.root}/{quote(remote.strip('/'), safe='/')}"
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {**self._headers, **(extra or {})}
+        headers["Authorization"] = f"Bearer {auth.get_token(self.scope)}"
+        return headers
+
+    def call(self, attempt: Callable[[], Any]) -> Any:
+        """Run one request ``attempt`` with the token refresh; connection trouble -> FileFailed."""
+        try:
+            return auth.refreshing(self.scope, attempt)
+        except requests.RequestException as exc:
+            raise FileFailed(connection_problem(exc), retry=True) from None
+
+    def put(self, local: str, remote: str, on_bytes: Callable[[int], None]) -> int:
+        """Upload ``local`` to ``remote``; returns the bytes sent."""
+        from mlflow.utils.mime_type_utils import _guess_mime_type
+
+        before = stamp(local)
+        size = before[0]
+        extra = {"Content-Type": _guess_mime_type(posixpath.basename(remote))}
+        sent = [0]
+
+        def count(nbytes: int) -> None:
+            sent[0] += nbytes
+            on_bytes(nbytes)
+
+        def attempt() -> requests.Response:
+            count(-sent[0])  # a repeated attempt starts again from zero
+            with open(local, "rb") as handle, self.pool.session() as session:
+                body = BoundedReader(handle, size, count)
+                response = session.put(self.url(remote), data=body if size else b"",
+                                       headers=self.headers(extra), **self.request_kwargs)
+                response.content  # noqa: B018 - read the (small) answer so the connection is reusable
+                return _raise_for_auth(response)
+
+        try:
+            response = self.call(attempt)
+        except FileFailed:
+            count(-sent[0])
+            raise
+        if not 200 <= response.status_code < 300:
+            count(-sent[0])
+            raise FileFailed(answer_of(response), response.status_code in RETRY_STATUS, response.status_code)
+        if stamp(local) != before:
+            count(-sent[0])
+            raise FileFailed("the file changed while it was being uploaded, so the stored copy may "
+                             "mix old and new content", retry=True)
+        return size
+
+    def get(self, remote: str, local_path: str, on_bytes: Callable[[int], None]) -> int:
+        """Download ``remote`` into ``local_path`` (complete or not at all); returns the bytes."""
+        folder, name = os.path.split(local_path)
+        partial = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.part")
+        got = [0]
+
+        def attempt() -> int:
+            on_bytes(-got[0])
+            got[0] = 0
+            with self.pool.session() as session:
+                response = _raise_for_auth(session.get(self.url(remote), headers=self.headers(), stream=True,
+                                                       **self.request_kwargs))
+                with response:
+                    if not 200 <= response.status_code < 300:
+                        raise FileFailed(answer_of(response), response.status_code in RETRY_STATUS,
+                                         response.status_code)
+                    expected = response.headers.get("Content-Length")
+                    with open(partial, "wb") as out:
+                        for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                            out.write(chunk)
+                            got[0] += len(chunk)
+                            on_bytes(len(chunk))
+                    if expected is not None and expected.isdigit() and int(expected) != got[0] and \
+                            "Content-Encoding" not in response.headers:
+                        raise FileFailed(f"the answer ended after {got[0]} of {expected} bytes", retry=True)
+            return got[0]
+
+        try:
+            size = self.call(attempt)
+        except BaseException:
+            on_bytes(-got[0])
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise
+        os.replace(partial, local_path)
+        return size
