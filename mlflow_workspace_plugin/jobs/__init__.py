@@ -1,7 +1,9 @@
-"""Job definitions from YAML (seed 004): parse, validate and normalise command jobs; no execution here.
+"""Jobs from YAML (seed 004): the Python API is ``load_job(path)`` + ``submit_job(job)``.
 
-``load_job(path)`` gives a frozen :class:`CommandJob`; :func:`render_command` fills its placeholders;
-:mod:`.inputs` materialises inputs; :mod:`.distribution` gives per-process environments.
+``load_job(path)`` gives a frozen :class:`CommandJob` (parsed, validated, normalised; no execution);
+``submit_job(job)`` runs it through the one execution path and returns the run's handle (imported on
+first use: the definition layer stays free of the execution machinery). :func:`render_command` fills
+placeholders; :mod:`.inputs` materialises inputs; :mod:`.distribution` gives per-process environments.
 """
 
 from mlflow_workspace_plugin.jobs.distribution import ProcessSlot, plan_job, require_mpirun
@@ -19,6 +21,17 @@ from mlflow_workspace_plugin.jobs.spec import (
     PyTorchDistribution,
     TensorFlowDistribution,
 )
+
+_SUBMIT_NAMES = ("submit_job", "prepare_job")
+
+
+def __getattr__(name: str):
+    if name in _SUBMIT_NAMES:
+        from mlflow_workspace_plugin.jobs import submit
+
+        return getattr(submit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CommandJob",
@@ -44,4 +57,5 @@ __all__ = [
     "prepare_outputs",
     "render_command",
     "require_mpirun",
+    "submit_job",
 ]
