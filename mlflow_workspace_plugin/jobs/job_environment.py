@@ -123,12 +123,12 @@ def _warn_unusable(job: CommandJob, used: str, warn: Callable[[str], None]) -> N
     if env is None:
         return
     if env.reference:
-        what = f"{env.reference!r} (registered and curated environments exist only in Azure ML)"
+        what, why = f"{env.reference!r}", "registered and curated environments exist only in Azure ML"
     elif env.image:
-        what = f"Docker image {env.image!r} (jobs here do not run in containers)"
+        what, why = f"image {env.image!r}", "jobs here do not run in containers"
     elif env.build_context:
-        what = f"Docker build context {str(env.build_context)!r} (jobs here do not run in containers)"
+        what, why = f"build {str(env.build_context)!r}", "jobs here do not run in containers"
     else:
         return
-    warn(f"{job.source_file}: environment {what} is not used; the job runs in {used}")
+    warn(f"{job.source_file}: environment {what} is not used ({why}); the job runs in {used}")
 
