@@ -1,0 +1,286 @@
+"""End-to-end sweeps: real trial processes through submit_job (the one execution path), checked from the store.
+
+Trials are tiny: ``trial.py`` logs ``loss`` a few times (or fails / hangs before importing MLflow), or the
+command is a plain shell ``echo`` / ``sleep``, so most trials cost no Python start-up at all.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
+from mlflow_workspace_plugin.jobs.sweep import load_sweep
+from mlflow_workspace_plugin.jobs.sweep.controller import (
+    ARTIFACT_PATH,
+    BEST_RUN_TAG,
+    PROBLEM_TAG,
+    SCORE_TAG,
+    SUMMARY_TAG,
+    TRIAL_INDEX_TAG,
+    run_sweep,
+)
+
+TRIAL_SCRIPT = """\
+import argparse, os, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--case", required=True)
+parser.add_argument("--reports", type=int, default=3)
+parser.add_argument("--pause", type=float, default=0.0)
+args = parser.parse_args()
+if args.case == "fail":
+    sys.exit(3)
+level = {"good": 1.0, "worse": 3.0, "bad": 5.0}[args.case]
+pause = args.pause / 5 if args.case == "good" else args.pause  # the good trial overtakes the others
+from mlflow import MlflowClient
+client, run_id = MlflowClient(), os.environ["MLFLOW_RUN_ID"]
+for i in range(args.reports):
+    client.log_metric(run_id, "loss", level + 1.0 / (i + 1), step=i)
+    time.sleep(pause)
+"""
+
+
+def write_sweep(folder: Path, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trial.py").write_text(TRIAL_SCRIPT)
+    path = folder / "sweep.yml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def children(client: MlflowClient, parent_run_id: str) -> list:
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    return sorted(runs, key=lambda run: int(run.data.tags[TRIAL_INDEX_TAG]))
+
+
+def history(client: MlflowClient, run_id: str, key: str = "loss") -> list[float]:
+    points = client.get_metric_history(run_id, key)
+    return [p.value for p in sorted(points, key=lambda p: (p.timestamp, p.step))]
+
+
+def max_overlap(runs) -> int:
+    """Most runs alive at one instant, from the stored start and end times."""
+    events = [(run.info.start_time, 1) for run in runs] + [(run.info.end_time, -1) for run in runs]
+    alive = peak = 0
+    for _, change in sorted(events, key=lambda event: (event[0], event[1])):  # ends before starts on ties
+        alive += change
+        peak = max(peak, alive)
+    return peak
+
+
+def wait_ended(handle, timeout: float = 240) -> None:
+    assert handle.wait_for(timeout), f"sweep {handle.name} still {handle.get_status()} after {timeout} s"
+
+
+def test_grid_sweep_runs_its_grid_counts_failures_and_picks_the_best(tmp_path, local_tracking):
+    spec = load_sweep(write_sweep(tmp_path / "grid", """\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: python trial.py --case ${{search_space.case}}
+        search_space:
+          case: {type: choice, values: [worse, fail, good]}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 10, max_concurrent_trials: 2}
+        experiment_name: sweep-grid
+        """))
+    handle = run_sweep(spec)
+    wait_ended(handle)
+    client = MlflowClient(local_tracking)
+    parent = client.get_run(handle.run_id)
+    runs = children(client, handle.run_id)
+
+    assert handle.get_status() == "FINISHED" and parent.info.status == "FINISHED"
+    assert parent.info.run_name == handle.name and parent.data.tags["runTemplate"] == "HyperDrive"
+    assert parent.data.tags["space_size"] == "3"
+    # exactly the grid, once each, as child runs named <sweep>_<index> with the value as a param
+    assert [run.data.params["case"] for run in runs] == ["worse", "fail", "good"]
+    assert [run.info.run_name for run in runs] == [f"{handle.name}_{i}" for i in range(3)]
+    assert {run.info.experiment_id for run in runs} == {parent.info.experiment_id}
+    assert [run.info.status for run in runs] == ["FINISHED", "FAILED", "FINISHED"]
+    assert max_overlap(runs) <= 2
+    summary = parent.data.tags[SUMMARY_TAG]
+    assert '"trials": 3' in summary and '"failed": 1' in summary and '"finished": 2' in summary
+
+    good = runs[2]
+    scores = {run.info.run_id: min(history(client, run.info.run_id), default=None) for run in runs}
+    assert scores[good.info.run_id] == pytest.approx(1.0 + 1 / 3)
+    assert parent.data.tags[BEST_RUN_TAG] == good.info.run_id
+    assert float(parent.data.tags[SCORE_TAG]) == scores[good.info.run_id]
+    assert parent.data.metrics["best_loss"] == scores[good.info.run_id]
+    assert parent.data.tags["best_metric_status"] == "Succeeded"
+
+    log = Path(client.download_artifacts(handle.run_id, ARTIFACT_PATH, str(tmp_path / "dl"))).read_text()
+    assert "[GENERATOR][INFO]All jobs generated: the search space is exhausted after 3 jobs." in log
+    assert f"Scheduling job, id='{handle.name}_2'" in log
+    assert "ended FAILED" in log and f"Best job '{handle.name}_2'" in log
+
+
+def test_random_sweep_with_a_seed_samples_the_same_trials_again(tmp_path, local_tracking):
+    path = write_sweep(tmp_path / "random", """\
+        type: sweep
+        sampling_algorithm: {type: random, seed: 11}
+        trial:
+          code: .
+          command: echo "x=${{search_space.x}} lr=${{search_space.lr}}"
+        search_space:
+          x: {type: uniform, min_value: 0, max_value: 1}
+          lr: {type: loguniform, min_value: -6, max_value: -1}
+        objective: {primary_metric: accuracy, goal: maximize}
+        limits: {max_total_trials: 3, max_concurrent_trials: 3}
+        experiment_name: sweep-random
+        """)
+    client = MlflowClient(local_tracking)
+    sampled = []
+    for _ in range(2):
+        handle = run_sweep(load_sweep(path))
+        wait_ended(handle)
+        runs = children(client, handle.run_id)
+        sampled.append([(run.data.params["x"], run.data.params["lr"]) for run in runs])
+        assert [run.info.status for run in runs] == ["FINISHED"] * 3
+    assert sampled[0] == sampled[1] and len(set(sampled[0])) == 3
+    for x, lr in sampled[0]:
+        assert 0 <= float(x) <= 1 and 2.4e-3 < float(lr) < 0.37
+    # the value reached the command line of the trial, as its console log shows
+    console = Path(client.download_artifacts(runs[0].info.run_id, "user_logs/std_log.txt", str(tmp_path / "c")))
+    assert f"x={sampled[1][0][0]} lr={sampled[1][0][1]}" in console.read_text()
+    # no trial logged the primary metric: the parent says so instead of naming a best trial
+    parent = client.get_run(handle.run_id)
+    assert parent.info.status == "FINISHED" and BEST_RUN_TAG not in parent.data.tags
+    assert parent.data.tags["best_metric_status"] == "Failed"
+    assert "no trial logged the primary metric 'accuracy'" in parent.data.tags[PROBLEM_TAG]
+
+
+def test_bandit_cancels_the_bad_trial_and_the_stored_histories_justify_it(tmp_path, local_tracking):
+    spec = load_sweep(write_sweep(tmp_path / "bandit", """\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: python trial.py --case ${{search_space.case}} --reports ${{search_space.reports}} --pause 0.25
+        search_space:
+          case: {type: choice, values: [bad, good]}
+          reports: {type: choice, values: [120]}
+        objective: {primary_metric: loss, goal: minimize}
+        early_termination: {type: bandit, slack_factor: 0.1, evaluation_interval: 1, delay_evaluation: 2}
+        limits: {max_total_trials: 2, max_concurrent_trials: 2, trial_timeout: 200}
+        experiment_name: sweep-bandit
+        """))
+    handle = run_sweep(spec)  # the good trial reports 5x faster: it reaches every interval the bad one reaches
+    wait_ended(handle)
+    bad, good = handle.trials
+    assert bad.status == "KILLED", f"bad trial {bad.status}; log:\n" + "\n".join(handle.log_lines)
+    assert good.status == "FINISHED" and good.cancellation is None
+    client = MlflowClient(local_tracking)
+    stored = {run.info.run_id: run for run in children(client, handle.run_id)}
+    bad_run = stored[bad.run_id]
+    assert bad_run.info.status == "KILLED"
+    assert bad_run.data.tags[CANCEL_REASON_TAG].startswith("bandit policy at interval")
+    assert bad_run.data.tags["azureml.sweep.early_termination.policy"] == "bandit"
+    assert int(bad_run.data.tags["azureml.sweep.early_termination.interval"]) == bad.cancellation.interval
+    histories = {run_id: history(client, run_id) for run_id in stored}
+    assert spec.early_termination.verify(bad.cancellation, histories, "minimize")
+    assert len(histories[bad.run_id]) < 120  # it really stopped early
+    parent = client.get_run(handle.run_id)
+    assert parent.data.tags[BEST_RUN_TAG] == good.run_id
+    assert '"early_terminated": 1' in parent.data.tags[SUMMARY_TAG]
+    log = "\n".join(handle.log_lines)
+    assert f"[EARLY_TERMINATION][INFO]Cancelling job '{handle.name}_0'" in log
+
+
+def test_cancelling_the_sweep_cancels_every_running_trial(tmp_path, local_tracking):
+    spec = load_sweep(write_sweep(tmp_path / "cancel", """\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: echo ${{search_space.case}} && sleep 120
+        search_space:
+          case: {type: choice, values: [a, b, c]}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 3, max_concurrent_trials: 2}
+        experiment_name: sweep-cancel
+        """))
+    handle = run_sweep(spec)
+    deadline = time.monotonic() + 120
+    while sum(trial.status == "RUNNING" for trial in handle.trials) < 2:
+        assert time.monotonic() < deadline, handle.log_lines
+        time.sleep(0.2)
+    process_groups = [pid for trial in handle.trials for pid in trial.handle.pids]
+    handle.cancel()
+    assert handle.get_status() == "KILLED" and not handle.wait()
+    client = MlflowClient(local_tracking)
+    parent = client.get_run(handle.run_id)
+    assert parent.info.status == "KILLED" and parent.data.tags[CANCEL_REASON_TAG] == "cancelled by the user"
+    runs = children(client, handle.run_id)
+    assert len(runs) == 2  # the third trial never started
+    for run in runs:
+        assert run.info.status == "KILLED"
+        assert run.data.tags[CANCEL_REASON_TAG] == "sweep cancelled: cancelled by the user"
+    for pid in process_groups:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+
+
+def test_trial_timeout_and_sweep_timeout_kill_with_their_reasons(tmp_path, local_tracking):
+    spec = load_sweep(write_sweep(tmp_path / "timeouts", """\
+        type: sweep
+        sampling_algorithm: {type: random, seed: 3}
+        trial:
+          code: .
+          command: echo ${{search_space.x}} && sleep 120
+        search_space:
+          x: {type: uniform, min_value: 0, max_value: 1}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 50, max_concurrent_trials: 2, timeout: 10, trial_timeout: 2}
+        experiment_name: sweep-timeouts
+        """))
+    started = time.monotonic()
+    handle = run_sweep(spec)
+    wait_ended(handle, 120)
+    assert time.monotonic() - started < 100
+    client = MlflowClient(local_tracking)
+    parent = client.get_run(handle.run_id)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags[CANCEL_REASON_TAG] == "timeout: the sweep exceeded its limit of 10 s"
+    runs = children(client, handle.run_id)
+    reasons = [run.data.tags.get(CANCEL_REASON_TAG, "") for run in runs]
+    assert all(run.info.status == "KILLED" for run in runs)
+    assert "timeout: the run exceeded its limit of 2 s" in reasons  # trial_timeout
+    assert all(reason in ("timeout: the run exceeded its limit of 2 s",
+                          "sweep cancelled: timeout: the sweep exceeded its limit of 10 s") for reason in reasons)
+    assert max_overlap(runs) <= 2
+
+
+def test_bad_input_fails_before_any_run_exists(tmp_path, local_tracking):
+    path = write_sweep(tmp_path / "bad", """\
+        type: sweep
+        sampling_algorithm: grid
+        name: my-sweep
+        trial:
+          code: .
+          command: echo ${{search_space.case}}
+        search_space:
+          case: {type: choice, values: [a]}
+        objective: {primary_metric: loss, goal: minimize}
+        experiment_name: sweep-bad
+        """)
+    client = MlflowClient(local_tracking)
+    with pytest.raises(Exception, match="nope-cluster"):
+        run_sweep(load_sweep(path, ["compute=nope-cluster"]))
+    assert client.get_experiment_by_name("sweep-bad") is None
+    handle = run_sweep(load_sweep(path))
+    wait_ended(handle)
+    assert handle.name == "my-sweep"
+    experiment = client.get_experiment_by_name("sweep-bad")
+    before = client.search_runs([experiment.experiment_id])
+    with pytest.raises(Exception, match="'my-sweep' already exists"):
+        run_sweep(load_sweep(path))
+    assert len(client.search_runs([experiment.experiment_id])) == len(before) == 2
