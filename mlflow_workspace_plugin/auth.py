@@ -10,6 +10,9 @@ Token source, first match wins (checked on every request, so changes take effect
 Credential tokens (scope :data:`ARM_SCOPE`) are cached and refreshed
 :data:`REFRESH_MARGIN_SECONDS` before they expire, under a lock. Tokens are never logged and
 never put into exception messages.
+
+:func:`refreshing` is the one place that implements "on 401, drop the rejected token, fetch a
+fresh one and try once more": REST calls, artifact transfers and the background sender use it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import os
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from mlflow.exceptions import MlflowException
@@ -42,6 +46,7 @@ _AZURE_LOGGERS = (
 )
 
 _logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class WorkspaceAuthError(MlflowException):
@@ -169,6 +174,46 @@ def invalidate_token(scope: WorkspaceScope, token: str | None = None) -> bool:
     with _registry_lock:
         cached = _registered.get(scope) or _default
     return cached.invalidate(token) if cached is not None else False
+
+
+def current_token(scope: WorkspaceScope) -> str | None:
+    """The token the next request for ``scope`` will carry if it is known without fetching one."""
+    env_token = os.environ.get(TOKEN_ENV)
+    if env_token:
+        return env_token
+    with _registry_lock:
+        cached = _registered.get(scope) or _default
+    return cached.known_token() if cached is not None else None
+
+
+def can_refresh(scope: WorkspaceScope) -> bool:
+    """False when the token is a static ``$MLFLOW_TRACKING_TOKEN``: a rejected one cannot heal."""
+    return not os.environ.get(TOKEN_ENV)
+
+
+def refreshing(scope: WorkspaceScope, attempt: Callable[[], _T]) -> _T:
+    """Run ``attempt`` (one request or operation that sends the workspace token). If the workspace
+    answers 401, drop the token it rejected and run ``attempt`` once more, with a fresh token; a
+    401 or 403 after that (or a 403 at once) raises :func:`rejected`, which names the credential.
+
+    ``attempt`` signals the answer by raising an MLflow REST error or a ``requests`` ``HTTPError``
+    with the response (see :func:`http_status_of`); anything else passes through unchanged.
+    """
+    sent = current_token(scope)
+    try:
+        return attempt()
+    except Exception as exc:
+        status = http_status_of(exc)
+        if status is None:
+            raise
+        if status == 401 and invalidate_token(scope, sent):
+            try:
+                return attempt()
+            except Exception as again:
+                status = http_status_of(again)
+                if status is None:
+                    raise
+        raise rejected(scope, status) from None
 
 
 def host_creds(scope: WorkspaceScope, host: str | None = None) -> MlflowHostCreds:

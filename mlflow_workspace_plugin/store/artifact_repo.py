@@ -1,8 +1,10 @@
 """Proxied artifact access (``mlflow-artifacts:``) through a workspace, with its bearer token.
 
-Reuses MLflow's ``HttpArtifactRepository`` (upload, streamed download, delete) and only supplies
-the resolved URL and the per-request host credentials. Multipart / presigned transfers are not
-used: every byte goes through the workspace endpoint.
+Reuses MLflow's ``HttpArtifactRepository`` (listing, delete, single-file download) with the
+resolved URL and the per-request host credentials; uploads and downloads of files and folders go
+through :mod:`.transfers` (parallel, pooled keep-alive connections, retried file by file, progress,
+errors naming each failed file; large files via MLflow's multipart upload where offered). Every
+byte goes through the workspace endpoint (presigned URLs only if the workspace hands them out).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from mlflow.utils.rest_utils import MlflowHostCreds, augmented_raise_for_status,
 from mlflow.utils.uri import validate_path_is_safe
 
 from mlflow_workspace_plugin import auth
-from mlflow_workspace_plugin.uri import WorkspaceScope, parse_workspace_uri
+from mlflow_workspace_plugin.store.session import is_workspace_url
+from mlflow_workspace_plugin.uri import WorkspaceScope, parse_workspace_uri, redact
 
 API_ROOT = "/api/2.0"
 ARTIFACTS_ENDPOINT = "/mlflow-artifacts/artifacts"
@@ -30,17 +33,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _auth_errors(method: _F) -> _F:
-    """Turn a 401/403 ``HTTPError`` into one clear :class:`auth.WorkspaceAuthError`."""
+    """On 401 refresh the token once and try again; 401/403 after that is one clear
+    :class:`auth.WorkspaceAuthError` (:func:`auth.refreshing`, shared with REST calls and the sender)."""
 
     @functools.wraps(method)
     def wrapper(self: WorkspaceArtifactRepository, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:
-            status = auth.http_status_of(exc)
-            if status is None:
-                raise
-            raise auth.rejected(self.scope, status) from None
+        return auth.refreshing(self.scope, lambda: method(self, *args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
 
@@ -66,20 +64,23 @@ def check_artifact_path(path: str | None) -> str | None:
 
 
 def resolve_artifact_url(artifact_uri: str, scope: WorkspaceScope) -> str:
-    """``mlflow-artifacts:/<path>`` -> ``<REST base>/api/2.0/mlflow-artifacts/artifacts/<path>``."""
+    """``mlflow-artifacts:/<path>`` -> ``<REST base>/api/2.0/mlflow-artifacts/artifacts/<path>``;
+    an ``http(s)`` URL on the workspace's own origin is used as it is."""
     parsed = urlsplit(artifact_uri)
+    if parsed.scheme in ("http", "https") and is_workspace_url(scope, artifact_uri):
+        return artifact_uri
     if parsed.scheme != "mlflow-artifacts":
-        raise MlflowException(f"Not an mlflow-artifacts URI: {artifact_uri!r}", INVALID_PARAMETER_VALUE)
+        raise MlflowException(f"Not an mlflow-artifacts URI: {redact(artifact_uri)!r}", INVALID_PARAMETER_VALUE)
     if parsed.netloc and parsed.netloc != scope.host:
         raise MlflowException(
-            f"Artifact URI {artifact_uri!r} names host {parsed.netloc!r}, but the tracking URI's "
+            f"Artifact URI {redact(artifact_uri)!r} names host {redact(parsed.netloc)!r}, but the tracking URI's "
             f"workspace is served by {scope.host!r}; refusing to send workspace credentials to "
             "another host. Use 'mlflow-artifacts:/<path>' URIs with an azureml:// tracking URI.",
             INVALID_PARAMETER_VALUE,
         )
     if ".." in unquote(parsed.path).replace("\\", "/").split("/"):
         raise MlflowException(
-            f"Artifact URI {artifact_uri!r} is not allowed: artifact paths are relative to the run's "
+            f"Artifact URI {redact(artifact_uri)!r} is not allowed: artifact paths are relative to the run's "
             "artifact folder and must not be absolute or contain '..'.", INVALID_PARAMETER_VALUE)
     path = parsed.path.strip("/")
     service_prefix = (API_ROOT + ARTIFACTS_ENDPOINT).strip("/")
@@ -105,15 +106,20 @@ class WorkspaceArtifactRepository(HttpArtifactRepository):
     def _is_multipart_upload_enabled(self) -> bool:
         return False
 
-    @_auth_errors
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
-        super().log_artifact(local_file, check_artifact_path(artifact_path))
+        from mlflow_workspace_plugin.store import transfers
+
+        transfers.upload_file(self, local_file, check_artifact_path(artifact_path))
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
-        super().log_artifacts(local_dir, check_artifact_path(artifact_path))
+        from mlflow_workspace_plugin.store import transfers
+
+        transfers.upload_tree(self, local_dir, check_artifact_path(artifact_path))
 
     def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
-        return super().download_artifacts(check_artifact_path(artifact_path), dst_path)
+        from mlflow_workspace_plugin.store import transfers
+
+        return transfers.download_tree(self, check_artifact_path(artifact_path), dst_path)
 
     @_auth_errors
     def _download_file(self, remote_file_path: str, local_path: str) -> None:

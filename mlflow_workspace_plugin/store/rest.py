@@ -1,9 +1,11 @@
 """MLflow's own REST stores, pointed at a workspace with its bearer token.
 
-Nothing of the REST protocol is re-implemented: ``get_host_creds`` (called before every request)
-supplies ``MlflowHostCreds(<workspace REST base>, token=<current token>)``; a 401 answer makes the
-credential cache drop its token and the request is retried once; a 401/403 after that is turned
-into a :class:`~mlflow_workspace_plugin.auth.WorkspaceAuthError` naming the credential.
+The stores are MLflow's (request and response protos, endpoints, entities); only the last step,
+sending one request, goes through :class:`~mlflow_workspace_plugin.store.session.WorkspaceSession`:
+the workspace token, one token refresh on 401, 401/403 as one
+:class:`~mlflow_workspace_plugin.auth.WorkspaceAuthError` naming the credential, and retries of an
+unreachable or throttling workspace bounded by ``MLFLOW_WORKSPACE_CONNECT_TIMEOUT`` with
+``Retry-After`` capped - instead of MLflow's minutes of retries and uncapped ``Retry-After``.
 
 Run data (metrics, params, tags, run-status updates) goes through reliable logging
 (:mod:`mlflow_workspace_plugin.reliable`): journaled locally, sent in batches in the background.
@@ -11,59 +13,87 @@ Run data (metrics, params, tags, run-status updates) goes through reliable loggi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from functools import partial
 from typing import Any
 
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import RestException
+from mlflow.protos.databricks_pb2 import ENDPOINT_NOT_FOUND, ErrorCode
 from mlflow.store.model_registry.rest_store import RestStore as _RegistryRestStore
 from mlflow.store.tracking.rest_store import RestStore as _TrackingRestStore
+from mlflow.utils.proto_json_utils import parse_dict
+from mlflow.utils.rest_utils import verify_rest_response
 
 from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.store.artifact_locations import NotesArtifactLocations
+from mlflow_workspace_plugin.store.artifacts import install_guard
 from mlflow_workspace_plugin.store.reliable_store import ReliableLogging
+from mlflow_workspace_plugin.store.session import WorkspaceSession
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 
-class _AuthErrors:
-    """Mixin: one token refresh on 401, then 401/403 as one clear auth error (token never included)."""
+class _WorkspaceCalls:
+    """Mixin: MLflow's ``call_endpoint`` (json body, status check, proto parsing) over a
+    :class:`WorkspaceSession`."""
 
     scope: WorkspaceScope
+    session: WorkspaceSession
 
-    def _authenticated(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return call(*args, **kwargs)
-        except MlflowException as exc:
-            status = auth.http_status_of(exc)
-            if status is None:
-                raise
-            if status == 401 and auth.invalidate_token(self.scope):
-                try:
-                    return call(*args, **kwargs)
-                except MlflowException as again:
-                    status = auth.http_status_of(again)
-                    if status is None:
-                        raise
-            raise auth.rejected(self.scope, status) from None
-
-    def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
-        return self._authenticated(super()._call_endpoint, *args, **kwargs)
+    def _call(self, endpoint: str, method: str, json_body: str | None, response_proto: Any,
+              extra_headers: dict[str, str] | None = None, expected_status: int = 200) -> Any:
+        body = json.loads(json_body) if json_body is not None else None
+        payload = {"params": body} if method == "GET" else {"json": body}
+        response = self.session.request(method, endpoint, headers=extra_headers, **payload)
+        response = verify_rest_response(response, endpoint, expected_status=expected_status)
+        if response.status_code == 204:
+            return response_proto
+        parse_dict(js_dict=json.loads(response.text), message=response_proto)
+        return response_proto
 
 
-class WorkspaceTrackingStore(ReliableLogging, _AuthErrors, _TrackingRestStore):
-    """``mlflow.store.tracking.rest_store.RestStore`` for one workspace, with reliable logging."""
+class WorkspaceTrackingStore(NotesArtifactLocations, ReliableLogging, _WorkspaceCalls, _TrackingRestStore):
+    """``mlflow.store.tracking.rest_store.RestStore`` for one workspace, with reliable logging;
+    notes the artifact locations the workspace hands out (see :mod:`.artifact_locations`)."""
 
     def __init__(self, scope: WorkspaceScope, tracking_uri: str | None = None) -> None:
         self.scope = scope
+        self.session = WorkspaceSession(scope)
+        install_guard()
         _TrackingRestStore.__init__(self, partial(auth.host_creds, scope))
         self._init_reliable(scope, tracking_uri or scope.tracking_uri)
 
+    def _call_endpoint(self, api: Any, json_body: str | None = None, endpoint: str | None = None,
+                       retry_timeout_seconds: float | None = None, response_proto: Any = None) -> Any:
+        method_to_info = self._V3_METHOD_TO_INFO if api in self._V3_APIS else self._METHOD_TO_INFO
+        self._validate_workspace_support_if_specified()
+        default_endpoint, method = method_to_info[api]
+        return self._call(endpoint or default_endpoint, method, json_body, response_proto or api.Response())
 
-class WorkspaceRegistryStore(_AuthErrors, _RegistryRestStore):
+
+class WorkspaceRegistryStore(_WorkspaceCalls, _RegistryRestStore):
     """``mlflow.store.model_registry.rest_store.RestStore`` for one workspace."""
 
     def __init__(self, scope: WorkspaceScope) -> None:
         self.scope = scope
+        self.session = WorkspaceSession(scope)
         super().__init__(partial(auth.host_creds, scope))
 
-    def _call_webhook_endpoint(self, *args: Any, **kwargs: Any) -> Any:
-        return self._authenticated(super()._call_webhook_endpoint, *args, **kwargs)
+    def _call_endpoint(self, api: Any, json_body: str | None, call_all_endpoints: bool = False,
+                       extra_headers: dict[str, str] | None = None) -> Any:
+        self._validate_workspace_support_if_specified()
+        response_proto = self._get_response_from_method(api)
+        endpoints = (self._get_all_endpoints_from_method(api) if call_all_endpoints
+                     else [self._get_endpoint_from_method(api)])
+        for index, (endpoint, method) in enumerate(endpoints):
+            try:
+                return self._call(endpoint, method, json_body, response_proto, extra_headers)
+            except RestException as exc:  # older servers: try the next endpoint (as MLflow does)
+                if exc.error_code != ErrorCode.Name(ENDPOINT_NOT_FOUND) or index == len(endpoints) - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_webhook_endpoint(self, api: Any, json_body: str | None = None, webhook_id: str | None = None) -> Any:
+        endpoint, method = self._get_webhook_endpoint_from_method(api)
+        if webhook_id:
+            endpoint = endpoint.format(webhook_id=webhook_id)
+        return self._call(endpoint, method, json_body, self._get_response_from_method(api))

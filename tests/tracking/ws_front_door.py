@@ -7,7 +7,8 @@ process (``python ws_front_door.py --upstream URL --scope PATH --token-env VAR``
 
 Fault injection: every authorised request is first offered to ``FrontDoor.faults``
 (:class:`Faults`), whose rules can answer 429 with ``Retry-After``, 503, drop the connection
-before forwarding, forward and then drop the answer (a lost acknowledgement), or delay.
+before forwarding, forward and then drop the answer (a lost acknowledgement), delay, or forward
+and rewrite the answer's body (a compromised or misconfigured server).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Reply:
 
     ``forward=False``: answer ``status``/``body``/``headers`` (or drop the connection).
     ``forward=True``: forward to the server first (after ``delay`` seconds), then either pass its
-    answer on or, with ``drop_connection``, close the connection without answering.
+    answer on (its body through ``rewrite`` if given) or, with ``drop_connection``, close the
+    connection without answering.
     """
 
     status: int = 0
@@ -55,6 +57,7 @@ class Reply:
     drop_connection: bool = False
     forward: bool = False
     delay: float = 0.0
+    rewrite: Callable[[bytes], bytes] | None = None
 
 
 class Rule:
@@ -124,6 +127,10 @@ class Faults:
     def delay(self, seconds: float, path: str = "", times: int | None = None) -> Rule:
         """Forward after ``seconds``."""
         return self.add(Rule(Reply(forward=True, delay=seconds), path, times))
+
+    def rewrite(self, transform: Callable[[bytes], bytes], path: str = "", times: int | None = None) -> Rule:
+        """Forward, then pass the server's answer on with its body replaced by ``transform(body)``."""
+        return self.add(Rule(Reply(forward=True, rewrite=transform), path, times))
 
     def decide(self, request: Request) -> Reply | None:
         with self.lock:
@@ -268,6 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(fault)
                 return
         answer = self._forward(door, upstream_path, headers, body)
+        if fault is not None and fault.rewrite is not None:
+            answer = Reply(answer.status, fault.rewrite(answer.body), answer.headers)
         if fault is not None and fault.drop_connection:
             answer = Reply(0, drop_connection=True)
         self._reply(answer)
