@@ -23,13 +23,18 @@ def sync(tracking_uri: str | None, timeout: float) -> None:
         return
     remaining = 0
     for directory, report in reports.items():
+        for message in report.quarantined:
+            click.echo(f"mlflow-workspace: {message}", err=True)
         click.echo(f"{directory}: {report.sent} sent, {len(report.rejected)} rejected, "
                    f"{report.remaining} still journaled ({report.journals} journal(s); "
-                   f"{report.skipped} in use by running processes, left to them)")
+                   f"{report.skipped} in use by running processes or the background sender, left to them)")
         for error in report.rejected:
             click.echo(f"  rejected: {error.message}", err=True)
         for problem in report.problems:
             click.echo(f"  problem: {problem}", err=True)
+        if report.remaining and report.auth_error is None:
+            click.echo(f"  not everything could be sent within --timeout {timeout:g} s; run "
+                       "`mlflow-workspace sync` again later (nothing is lost).", err=True)
         remaining += report.remaining + len(report.problems)
     if remaining:
         raise SystemExit(1)

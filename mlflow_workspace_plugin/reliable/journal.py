@@ -31,6 +31,7 @@ from mlflow_workspace_plugin.uri import WorkspaceScope
 
 FORMAT_VERSION = "1"
 JOURNAL_DIR = "journal"
+QUARANTINE_DIR = "quarantine"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -86,14 +87,27 @@ class Journal:
         lock = ProcessLock.try_acquire(lock_path)
         if lock is None:
             return None
-        if not path.exists():
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
             lock.release(delete=True)
             return None
         try:
             conn = _connect(path, create=False)
-        except sqlite3.Error:
-            lock.release()
-            raise
+            try:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                uri = conn.execute("SELECT value FROM meta WHERE key = 'tracking_uri'").fetchone() if (
+                    "meta" in tables) else None
+            except sqlite3.Error:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise UnusableJournal(path, lock, _why_unusable(size, exc)) from None
+        if not {"meta", "entries"} <= tables or not uri:
+            conn.close()
+            why = ("an empty file: its process ended before it wrote anything" if size == 0 else
+                   "a SQLite file without the journal's tables: its process ended while creating it")
+            raise UnusableJournal(path, lock, why)
         return cls(path, lock, conn)
 
     # ------------------------------------------------------------------ data
@@ -170,6 +184,35 @@ class Journal:
                         pass
             self._lock.release(delete=empty)
         return empty
+
+
+class UnusableJournal(Exception):
+    """A ``*.db`` file in a journal folder that is not a readable journal (still locked by us)."""
+
+    def __init__(self, path: Path, lock: ProcessLock, why: str) -> None:
+        super().__init__(f"{path.name}: {why}")
+        self.path, self.lock, self.why = path, lock, why
+
+    def quarantine(self) -> Path:
+        """Move the file (and its WAL/SHM files) to ``<folder>/quarantine/`` and drop its lock;
+        returns where it went."""
+        folder = self.path.parent / QUARANTINE_DIR
+        folder.mkdir(exist_ok=True, mode=0o700)
+        target = folder / self.path.name
+        if target.exists():
+            target = folder / f"{self.path.stem}-{int(time.time())}{self.path.suffix}"
+        for suffix in ("-wal", "-shm", ""):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                os.replace(source, f"{target}{suffix}")
+        self.lock.release(delete=True)
+        return target
+
+
+def _why_unusable(size: int, exc: BaseException) -> str:
+    if size == 0:
+        return "an empty file: its process ended before it wrote anything"
+    return f"not a readable SQLite journal ({exc})"
 
 
 def _connect(path: Path, create: bool) -> sqlite3.Connection:

@@ -27,8 +27,9 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from mlflow_workspace_plugin import auth
 from mlflow_workspace_plugin.local_workspace import default_home
-from mlflow_workspace_plugin.reliable import replay, settings
+from mlflow_workspace_plugin.reliable import background, replay, settings
 from mlflow_workspace_plugin.reliable.batching import plan
 from mlflow_workspace_plugin.reliable.entries import Entry
 from mlflow_workspace_plugin.reliable.journal import Journal, workspace_dir
@@ -72,6 +73,7 @@ class Pipeline:
         self._stalled_at: int | None = None  # value of _acks when a flush last ran out of time
         self._reported = -1  # pending count in the last "not yet acknowledged" message
         self._exit_deadline: float | None = None
+        self._last_said = ""
         self._journal: Journal | None = None
         self._stop = threading.Event()
         self._sender = Sender(scope, on_problem=self._set_problem)
@@ -95,7 +97,8 @@ class Pipeline:
                 entry.ticket = ticket
                 self._outstanding[entry.seq] = entry
             self._queue.extend(entries)
-            self._parked = False
+            if self._parked:
+                self._unpark()
             self._ensure_worker()
             self._cond.notify_all()
         return ticket.future if ticket is not None else None
@@ -105,12 +108,20 @@ class Pipeline:
             return sum(1 for e in self._outstanding.values() if run_id is None or e.run_id == run_id)
 
     def flush(self, run_id: str | None = None, timeout: float | None = None, release: bool = False,
-              patient: bool = False) -> int:
+              patient: bool = False, quiet: bool = False) -> int:
         """Wait until entries of ``run_id`` (or all) logged so far are done, at most ``timeout``
         seconds (default ``MLFLOW_WORKSPACE_FLUSH_TIMEOUT``). Returns how many are still pending.
         ``release``: if nothing at all is pending afterwards, close and delete the journal file
         (end of a run; the next log call starts a new one). ``patient``: an explicit flush, which
         waits the full limit even right after another flush ran out of time."""
+        self._sender.hurry(True)
+        try:
+            return self._flush(run_id, timeout, release, patient, quiet)
+        finally:
+            self._sender.hurry(False)
+
+    def _flush(self, run_id: str | None, timeout: float | None, release: bool, patient: bool,
+               quiet: bool) -> int:
         started = time.monotonic()
         limit = settings.flush_timeout() if timeout is None else timeout
         deadline = started + limit
@@ -125,8 +136,7 @@ class Pipeline:
         with self._cond:
             targets = [s for s, e in self._outstanding.items() if run_id is None or e.run_id == run_id]
             if targets and self._parked:
-                self._parked = False
-                self._cond.notify_all()
+                self._unpark()
             seen_acks = self._acks
         announced = False
         while targets:
@@ -145,13 +155,12 @@ class Pipeline:
                      f"(waiting up to {limit:.0f} s; {settings.FLUSH_TIMEOUT_ENV} sets the limit)...")
         if targets:
             self._stalled_at = self._acks
-        if targets and (not stalled or patient or self._reported != len(targets)):
+        if targets and not quiet and (not stalled or patient or self._reported != len(targets)):
             self._reported = len(targets)
-            why = f" ({_describe(self._problem)})" if self._problem is not None else ""
             _say(f"{len(targets)} logged values are not yet acknowledged by workspace "
-                 f"{self.scope.workspace_name!r}{why}. They are safe in the journal {self.directory} and "
-                 "will be sent by the next process that uses this workspace, or now with "
-                 "`mlflow-workspace sync`.")
+                 f"{self.scope.workspace_name!r}{self._why()}. They are safe in the journal {self.directory}; "
+                 "they are sent when the workspace answers again, by the next process that uses this "
+                 "workspace, or now with `mlflow-workspace sync`.")
         elif announced:
             _say(f"all logged values reached workspace {self.scope.workspace_name!r} "
                  f"({time.monotonic() - started:.1f} s).")
@@ -181,11 +190,60 @@ class Pipeline:
 
     # ------------------------------------------------------------------ lifecycle
     def at_exit(self) -> None:
-        """Bounded flush of everything (shared deadline for the rest of the exit), then tidy up."""
+        """Bounded flush of everything (shared deadline for the rest of the exit), then tidy up;
+        what is still not acknowledged is handed to the detached background sender."""
         self._exit_deadline = time.monotonic() + settings.flush_timeout()
-        self.flush()
+        left = self.flush(quiet=True)
         self.wait_for_replay(self._exit_deadline - time.monotonic())
+        replaying = self._replayer is not None and self._replayer.is_alive()
         self._close_if_drained()
+        if left or replaying:
+            self._hand_over(left)
+
+    def _hand_over(self, left: int) -> None:
+        """Start the background sender for what is left (see :mod:`.background`) and say so."""
+        what = f"{left} logged values" if left else "Journaled values of earlier processes"
+        head = (f"{what} are not yet acknowledged by workspace {self.scope.workspace_name!r}{self._why()}. "
+                f"They are safe in the journal {self.directory}.")
+        problem = self._problem
+        if isinstance(problem, AuthFailure) and not auth.can_refresh(self.scope):
+            _say(f"{head} Replace {auth.TOKEN_ENV} with a valid token for this workspace, then send them with "
+                 "`mlflow-workspace sync`.")
+            return
+        if not settings.background_sender_enabled():
+            _say(f"{head} They are sent by the next process that uses this workspace, or now with "
+                 f"`mlflow-workspace sync` ({settings.BACKGROUND_SENDER_ENV} is off).")
+            return
+        try:
+            env = auth.child_environment(self.tracking_uri)
+        except MlflowException:
+            env = {}  # the sender falls back to DefaultAzureCredential
+        try:
+            pid, log = background.start(self.scope, self.tracking_uri, env)
+        except OSError as exc:
+            _say(f"{head} Starting the background sender failed ({exc}): send them with `mlflow-workspace sync`.")
+            return
+        window = settings.retry_timeout()
+        _say(f"{head} A background sender (pid {pid}) keeps sending them for up to {window / 60:g} min "
+             f"({settings.RETRY_TIMEOUT_ENV}) and then exits; its log is {log}. Nothing else to do "
+             "(`mlflow-workspace sync` sends them now, if you prefer).")
+
+    def _unpark(self) -> None:
+        """Let the worker try again (called holding ``_cond``)."""
+        self._parked = False
+        if isinstance(self._problem, AuthFailure):
+            self._problem = None  # the credential may have been fixed: wait for a fresh answer
+        self._cond.notify_all()
+
+    def _say_once(self, message: str) -> None:
+        """Print ``message`` unless it is the one printed last (a parked pipeline is woken by every
+        log call; the user needs to read each distinct problem once)."""
+        if message != self._last_said:
+            self._last_said = message
+            _say(message)
+
+    def _why(self) -> str:
+        return f" ({_describe(self._problem)})" if self._problem is not None else ""
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush (bounded), stop the threads and close the journal (tests, explicit shutdown)."""
@@ -246,9 +304,10 @@ class Pipeline:
             self._queue.extendleft(reversed(left))
             if not self._stop.is_set():
                 self._parked = True
-                _logger.warning("mlflow-workspace: stopped retrying workspace %s for now (%s); %d entries "
-                                "stay journaled until the next flush or `mlflow-workspace sync`",
-                                self.scope.workspace_name, _describe(self._problem), len(self._queue))
+                if not isinstance(self._problem, AuthFailure):  # that one already said what to do
+                    self._say_once(f"stopped retrying workspace {self.scope.workspace_name!r} for now "
+                                   f"({_describe(self._problem)}). The logged values stay in the journal until "
+                                   "the next flush, the next log call or `mlflow-workspace sync`.")
             self._cond.notify_all()
 
     def _done(self, entries: list[Entry], error: MlflowException | None, result: Any) -> None:
@@ -265,9 +324,14 @@ class Pipeline:
             self._cond.notify_all()
 
     def _set_problem(self, problem: Exception | None) -> None:
-        if problem is not None and self._problem is None:
-            _logger.warning("mlflow-workspace: workspace %s: %s; retrying in the background (data is "
-                            "journaled)", self.scope.workspace_name, _describe(problem))
+        if problem is not None:
+            if isinstance(problem, AuthFailure) and not auth.can_refresh(self.scope):
+                self._say_once(f"{_describe(problem)} Logged values stay in the journal {self.directory} until "
+                               "then; send them with `mlflow-workspace sync` once the token is fixed.")
+            elif self._problem is None:
+                self._say_once(f"workspace {self.scope.workspace_name!r} did not take logged data "
+                               f"({_describe(problem)}); retrying in the background. The data is safe in the "
+                               "journal meanwhile.")
         self._problem = problem
 
 
@@ -323,10 +387,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _describe(problem: Exception | None) -> str:
+    """The problem in whole sentences (never cut at a fixed length)."""
     if problem is None:
         return "no answer yet"
-    text = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
-    return text[:200]
+    lines = str(problem).strip().splitlines()
+    return lines[0].rstrip() if lines else type(problem).__name__
 
 
 def _say(message: str) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,8 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_workspace_plugin.reliable.batching import plan
 from mlflow_workspace_plugin.reliable.entries import Entry
-from mlflow_workspace_plugin.reliable.journal import Journal, journal_files
-from mlflow_workspace_plugin.reliable.sender import GiveUp, Sender
+from mlflow_workspace_plugin.reliable.journal import Journal, UnusableJournal, journal_files
+from mlflow_workspace_plugin.reliable.sender import AuthFailure, GiveUp, Sender
 from mlflow_workspace_plugin.uri import WorkspaceScope, parse_workspace_uri
 
 _logger = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class ReplayReport:
     remaining: int = 0  # entries still journaled (server unreachable, or stopped)
     skipped: int = 0  # journals of processes still running (theirs to send)
     problems: list[str] = field(default_factory=list)
+    auth_error: MlflowException | None = None  # the workspace rejected the credentials
+    quarantined: list[str] = field(default_factory=list)  # one message per file moved aside
 
     def add(self, other: ReplayReport) -> None:
         self.journals += other.journals
@@ -45,6 +49,8 @@ class ReplayReport:
         self.remaining += other.remaining
         self.skipped += other.skipped
         self.problems.extend(other.problems)
+        self.auth_error = self.auth_error or other.auth_error
+        self.quarantined.extend(other.quarantined)
 
 
 def replay_journal(journal: Journal, sender: Sender, stop: threading.Event) -> ReplayReport:
@@ -63,25 +69,33 @@ def replay_journal(journal: Journal, sender: Sender, stop: threading.Event) -> R
             for batch in plan(chunk):
                 sender.deliver(batch, done, stop)
     except GiveUp as exc:
-        report.problems.append(f"{journal.path.name}: {exc}")
+        if isinstance(exc.cause, AuthFailure):
+            report.auth_error = exc.cause.error
+        else:
+            report.problems.append(f"{journal.path.name}: {exc}")
     finally:
         report.remaining = journal.count()
         journal.close()
     return report
 
 
-def replay_directory(directory: Path, stop: threading.Event, scope: WorkspaceScope | None = None) -> ReplayReport:
-    """Replay every orphaned journal in one workspace folder (skipping live processes' ones)."""
+def replay_directory(directory: Path, stop: threading.Event, scope: WorkspaceScope | None = None,
+                     deadline: float | None = None) -> ReplayReport:
+    """Replay every orphaned journal in one workspace folder (skipping live processes' ones),
+    sending nothing after ``deadline`` (``time.monotonic()``). Unusable journal files are moved to
+    ``quarantine/``; a rejected credential stops the whole folder (one message)."""
     report = ReplayReport()
     sender: Sender | None = None
     try:
         for path in journal_files(directory):
-            if stop.is_set():
-                break
+            if stop.is_set() or report.auth_error is not None or (
+                    deadline is not None and time.monotonic() >= deadline):
+                report.remaining += _count_quietly(path)
+                continue
             try:
                 journal = Journal.open_orphan(path)
-            except sqlite3.Error as exc:
-                report.problems.append(f"{path.name}: unreadable journal ({exc})")
+            except UnusableJournal as bad:
+                report.quarantined.append(_quarantine(bad))
                 continue
             if journal is None:
                 report.skipped += path.exists()
@@ -94,16 +108,40 @@ def replay_directory(directory: Path, stop: threading.Event, scope: WorkspaceSco
                     report.problems.append(f"{path.name}: {exc.message}")
                     continue
                 sender = Sender(target)
+                sender.deadline = deadline
             report.add(replay_journal(journal, sender, stop))
     finally:
         if sender is not None:
             sender.close()
+    if report.auth_error is not None:
+        report.problems.insert(0, f"{report.auth_error.message} The data stays in {directory}.")
     if report.sent or report.rejected:
         _logger.info("mlflow-workspace: replayed %d journaled entries (%d rejected) from %d journal(s)",
                      report.sent, len(report.rejected), report.journals)
     for error in report.rejected:
         _logger.warning("mlflow-workspace: while replaying: %s", error.message)
     return report
+
+
+def _count_quietly(path: Path) -> int:
+    """Entries in a journal not attempted (time is up); 0 if it cannot be read right now."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _quarantine(bad: UnusableJournal) -> str:
+    """Move an unusable journal file aside; the one message that says where and why."""
+    try:
+        target = bad.quarantine()
+    except OSError as exc:
+        bad.lock.release()
+        return (f"journal {bad.path} is unusable ({bad.why}) and could not be moved aside ({exc}); "
+                "the other journals are sent anyway.")
+    return (f"journal {bad.path.name} is unusable ({bad.why}); moved it to {target} so the other journals "
+            "can be sent. Nothing in it can be sent; delete it once you no longer need it.")
 
 
 def start_background(directory: Path, scope: WorkspaceScope, stop: threading.Event) -> threading.Thread | None:
@@ -113,9 +151,12 @@ def start_background(directory: Path, scope: WorkspaceScope, stop: threading.Eve
 
     def run() -> None:
         try:
-            replay_directory(directory, stop, scope)
+            report = replay_directory(directory, stop, scope)
         except Exception as exc:  # never disturb the user's process
             _logger.warning("mlflow-workspace: journal replay failed: %s", exc)
+            return
+        for message in report.quarantined:
+            print(f"mlflow-workspace: {message}", file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=run, name="mlflow-workspace-replay", daemon=True)
     thread.start()
@@ -135,10 +176,11 @@ def sync(home: Path, tracking_uri: str | None = None, timeout: float = 60.0) -> 
         root = home / JOURNAL_DIR
         directories = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     stop = threading.Event()
-    timer = threading.Timer(timeout, stop.set)
+    deadline = time.monotonic() + timeout
+    timer = threading.Timer(timeout, stop.set)  # wakes a retry that is sleeping
     timer.daemon = True
     timer.start()
     try:
-        return {d: replay_directory(d, stop, scope) for d in directories if journal_files(d)}
+        return {d: replay_directory(d, stop, scope, deadline) for d in directories if journal_files(d)}
     finally:
         timer.cancel()

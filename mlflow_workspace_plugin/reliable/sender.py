@@ -1,17 +1,18 @@
 """Send batches to the workspace: retries, token refresh, and isolating rejected entries.
 
-Retry policy (two layers, no hand-rolled loops):
+Retry policy (one layer, no hand-rolled loops): tenacity retries a transient failure (connection
+trouble, 408/425/429/5xx) in the background with exponential backoff plus jitter (0.5 s doubling,
+capped at ``MLFLOW_WORKSPACE_RETRY_MAX_WAIT``, or at 1 s while someone waits in a flush - see
+:meth:`Sender.hurry` - or the server's ``Retry-After`` up to :data:`settings.MAX_RETRY_AFTER`) for up
+to ``MLFLOW_WORKSPACE_RETRY_TIMEOUT`` (default 1 h); the data stays journaled all along. A flush
+starting wakes a sleeping retry at once, so delivery resumes within about a second of the
+workspace coming back. Each request is bounded (connect 5 s, read ``MLFLOW_WORKSPACE_REQUEST_TIMEOUT``,
+and never past :attr:`Sender.deadline`).
 
-* per request - a urllib3 ``Retry`` on the HTTP session: connection errors, read errors and
-  429/500/502/503/504 are retried up to 3-4 times with exponential backoff plus jitter; a
-  ``Retry-After`` on 429/503 is honoured (capped at :data:`settings.MAX_RETRY_AFTER`).
-* per batch - tenacity keeps retrying a transient failure in the background with exponential
-  backoff plus jitter (0.5 s doubling, capped at ``MLFLOW_WORKSPACE_RETRY_MAX_WAIT``, or the
-  server's ``Retry-After``) for up to ``MLFLOW_WORKSPACE_RETRY_TIMEOUT`` (default 1 h); the data
-  stays journaled all along.
-
-401: the cached credential token is invalidated and the request retried once with a fresh one.
-403, or 401 again: :class:`AuthFailure` (data kept, retried slowly, reported at flush).
+401: the rejected token is dropped and the request retried once with a fresh one
+(:func:`~mlflow_workspace_plugin.auth.refreshing`). 403, or 401 again: :class:`AuthFailure` - data
+kept, retried slowly when the credential can change (azure-identity), not retried for a static
+``MLFLOW_TRACKING_TOKEN`` (it cannot heal: the user must replace it), reported at flush.
 Other 4xx (validation, e.g. INVALID_PARAMETER_VALUE): the batch is split in halves until the
 offending entries are isolated; those are reported with the server's message and dropped, the
 rest is delivered. A 500 carrying an MLflow error body in eight attempts in a row (each already
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,16 +41,21 @@ from mlflow.protos.service_pb2 import LogBatch, UpdateRun
 from mlflow.store.tracking.rest_store import RestStore
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
 
 from mlflow_workspace_plugin import auth
 from mlflow_workspace_plugin.reliable import settings
 from mlflow_workspace_plugin.reliable.batching import Batch, split
 from mlflow_workspace_plugin.reliable.entries import METRIC, PARAM, TAG, Entry
+from mlflow_workspace_plugin.reliable.http_failures import (
+    TRANSIENT_STATUS,
+    cause_of,
+    raise_for_auth,
+    retry_after,
+    status_text,
+)
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 _logger = logging.getLogger(__name__)
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 POISON_500_ATTEMPTS = 8
 Done = Callable[[list[Entry], "MlflowException | None", Any], None]
 
@@ -78,22 +85,22 @@ class Rejected(Exception):
 
 
 class GiveUp(Exception):
-    """Stopped retrying (time limit reached, or shutting down); the entries stay journaled."""
+    """Stopped retrying (time limit reached, credential rejected, or shutting down); the entries
+    stay journaled. ``cause``: the last failure, if any."""
+
+    def __init__(self, message: str, cause: Exception | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
-class _CappedRetry(Retry):
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), settings.MAX_RETRY_AFTER)
+CONNECT_TIMEOUT = 5.0
+HURRIED_MAX_WAIT = 1.0  # backoff cap while a flush waits for the data
 
 
 def make_session() -> requests.Session:
-    """A session whose adapter retries transient failures (urllib3 ``Retry``, see module doc)."""
-    retry = _CappedRetry(total=4, connect=4, read=2, status=3, other=0, allowed_methods=None,
-                         status_forcelist=sorted(TRANSIENT_STATUS - {408, 425}), backoff_factor=0.2,
-                         backoff_jitter=0.3, backoff_max=settings.retry_max_wait(),
-                         respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+    """A session without urllib3 retries: tenacity (see module doc) is the only retry layer."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=2)
+    adapter = HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=2)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -105,24 +112,26 @@ class Sender:
     def __init__(self, scope: WorkspaceScope,
                  on_problem: Callable[[Exception | None], None] | None = None) -> None:
         self.scope = scope
+        self.deadline: float | None = None  # time.monotonic() after which nothing is sent
         self._session = make_session()
         self._on_problem = on_problem or (lambda exc: None)
+        self._wake = threading.Event()
+        self._hurried = 0
+        self._hurry_lock = threading.Lock()
+        self._last_problem: Exception | None = None
         self._batch_endpoint = RestStore._METHOD_TO_INFO[LogBatch][0]
         self._update_endpoint = RestStore._METHOD_TO_INFO[UpdateRun][0]
 
     # ------------------------------------------------------------------ one request
     def _post(self, endpoint: str, body: str) -> requests.Response:
         try:
-            response, token = self._post_once(endpoint, body)
-            if response.status_code == 401 and auth.invalidate_token(self.scope, token):
-                response, _ = self._post_once(endpoint, body)  # once, with a freshly fetched token
-        except MlflowException as exc:  # no token could be obtained
+            return auth.refreshing(self.scope, lambda: raise_for_auth(self._post_once(endpoint, body)))
+        except MlflowException as exc:  # rejected after one refresh, or no token could be obtained
             raise AuthFailure(exc) from None
         except requests.RequestException as exc:
-            raise Transient(f"{type(exc).__name__}: {_short(exc)}") from None
-        return response
+            raise Transient(cause_of(exc, settings.request_timeout())) from None
 
-    def _post_once(self, endpoint: str, body: str) -> tuple[requests.Response, str | None]:
+    def _post_once(self, endpoint: str, body: str) -> requests.Response:
         from mlflow.tracking.request_header.registry import resolve_request_headers
 
         creds = auth.host_creds(self.scope)
@@ -131,10 +140,14 @@ class Sender:
         verify: Any = not creds.ignore_tls_verification
         if creds.server_cert_path and verify:
             verify = creds.server_cert_path
+        timeout = (CONNECT_TIMEOUT, settings.request_timeout())
+        if self.deadline is not None:
+            left = max(0.1, self.deadline - time.monotonic())
+            timeout = (min(timeout[0], left), min(timeout[1], left))
         response = self._session.post(creds.host.rstrip("/") + endpoint, data=body.encode(), headers=headers,
-                                      timeout=(10, settings.request_timeout()), verify=verify,
+                                      timeout=timeout, verify=verify,
                                       cert=creds.client_cert_path, allow_redirects=False)
-        return response, creds.token
+        return response
 
     def _check(self, response: requests.Response) -> dict:
         status = response.status_code
@@ -147,7 +160,7 @@ class Sender:
             raise AuthFailure(auth.rejected(self.scope, status))
         error = _error_of(response)
         if status in TRANSIENT_STATUS:
-            raise Transient(error.message[:300], _retry_after(response),
+            raise Transient(f"{status_text(response)}: {_first_line(error.message)}", retry_after(response),
                             server_error=status == 500 and _is_mlflow_error(response))
         raise Rejected(error)
 
@@ -185,11 +198,13 @@ class Sender:
             self._on_problem(None)
             return result
 
+        retryable: tuple[type[Exception], ...] = (Transient, AuthFailure) if auth.can_refresh(self.scope) else (
+            Transient,)
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((Transient, AuthFailure)),
-            wait=_wait, stop=tenacity.stop_any(tenacity.stop_after_delay(settings.retry_timeout()),
-                                 lambda state: stop.is_set()),
-            sleep=lambda seconds: _sleep(stop, seconds), before_sleep=self._report, reraise=True)
+            retry=tenacity.retry_if_exception_type(retryable),
+            wait=self._wait, stop=tenacity.stop_any(tenacity.stop_after_delay(settings.retry_timeout()),
+                                                    lambda state: stop.is_set() or self._past_deadline()),
+            sleep=lambda seconds: self._sleep(stop, seconds), before_sleep=self._report, reraise=True)
         try:
             result = retrying(attempt)
         except Rejected as exc:
@@ -203,11 +218,47 @@ class Sender:
             on_done(batch.entries, error, None)
             return
         except (Transient, AuthFailure) as exc:
-            raise GiveUp(str(exc)) from None
+            self._on_problem(exc)
+            raise GiveUp(str(exc), exc) from None
         on_done(batch.entries, None, result)
+
+    def hurry(self, waiting: bool) -> None:
+        """Someone waits for the data (a flush starts/ends): while anyone waits, back off at most
+        :data:`HURRIED_MAX_WAIT`, and a retry sleeping now tries again at once."""
+        with self._hurry_lock:
+            self._hurried += 1 if waiting else -1
+        if waiting:
+            self._wake.set()
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, settings.MAX_RETRY_AFTER)
+        cap = HURRIED_MAX_WAIT if self._hurried > 0 else settings.retry_max_wait()
+        if isinstance(exc, AuthFailure):
+            cap = max(cap, 30.0)  # a rejected credential will not heal quickly
+        return min(_backoff(state), cap)
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        """Sleep between attempts; a flush starting (:meth:`hurry`) ends the sleep early."""
+        self._wake.clear()
+        end = time.monotonic() + seconds
+        if self.deadline is not None:
+            end = min(end, self.deadline)
+        while not stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, 0.2)):
+                break
+        if stop.is_set() or self._past_deadline():
+            last = f": {self._last_problem}" if self._last_problem is not None else ""
+            raise GiveUp(f"stopped retrying{last}", self._last_problem)
 
     def _report(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        self._last_problem = exc
         self._on_problem(exc)
         _logger.debug("mlflow-workspace: attempt %d for workspace %s failed (%s); retrying in %.1fs",
                       state.attempt_number, self.scope.workspace_name, exc,
@@ -219,34 +270,6 @@ class Sender:
 
 # ---------------------------------------------------------------------- helpers
 _backoff = tenacity.wait_exponential_jitter(multiplier=0.5, exp_base=2, jitter=0.5)
-
-
-def _wait(state: tenacity.RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, Transient) and exc.retry_after is not None:
-        return min(exc.retry_after, settings.MAX_RETRY_AFTER)
-    cap = settings.retry_max_wait()
-    if isinstance(exc, AuthFailure):
-        cap = max(cap, 30.0)  # a rejected credential will not heal quickly
-    return min(_backoff(state), cap)
-
-
-def _sleep(stop: threading.Event, seconds: float) -> None:
-    if stop.wait(seconds):
-        raise GiveUp("stopping")
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        try:
-            return Retry().parse_retry_after(raw)
-        except Exception:
-            return None
 
 
 def _is_mlflow_error(response: requests.Response) -> bool:
@@ -281,7 +304,6 @@ def _rejection(entry: Entry, error: MlflowException) -> MlflowException:
                            error_code=ErrorCode.Value(error.error_code))
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text[:300]
-
+def _first_line(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""

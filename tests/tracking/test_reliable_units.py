@@ -47,7 +47,7 @@ def test_same_key_twice_never_shares_a_request_and_run_updates_stand_alone():
 
 
 def test_runs_are_batched_separately_keeping_each_runs_order():
-    logged = [e for pair in zip(_metrics("a", 3), _metrics("b", 3)) for e in pair]
+    logged = [e for pair in zip(_metrics("a", 3), _metrics("b", 3), strict=True) for e in pair]
     batches = batching.plan(logged)
     assert [(b.run_id, [e.payload["step"] for e in b.entries]) for b in batches] == [
         ("a", [0, 1, 2]), ("b", [0, 1, 2])]

@@ -123,8 +123,8 @@ def test_exit_with_workspace_down_is_bounded_and_says_how_to_sync(workspace):
     assert history(workspace.server, run_id, "loss") == []
 
     workspace.door.faults.clear()
-    done = mlflow_workspace_cli("sync", "--tracking-uri", workspace.uri, env=client_env(workspace.uri, workspace.token, home),
-                                cwd=workspace.client_dir)
+    done = mlflow_workspace_cli("sync", "--tracking-uri", workspace.uri,
+                                env=client_env(workspace.uri, workspace.token, home), cwd=workspace.client_dir)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_exactly(workspace.server, run_id, "loss", 500)
     assert run_data(workspace.server, run_id)["info"]["status"] == "FINISHED"  # queued end of run too

@@ -53,7 +53,9 @@ def journal_files(home: Path) -> list[Path]:
 def client_env(uri: str, token: str, home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_TOKEN": token,
-                "MLFLOW_WORKSPACE_HOME": str(home), "PYTHONUNBUFFERED": "1"})
+                "MLFLOW_WORKSPACE_HOME": str(home), "PYTHONUNBUFFERED": "1",
+                # no detached sender unless a test asks for one (it would outlive the test)
+                "MLFLOW_WORKSPACE_BACKGROUND_SENDER": "false"})
     env.update(extra)
     return env
 
@@ -64,6 +66,7 @@ def start_script(code: str, env: dict[str, str], cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def mlflow_workspace_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def mlflow_workspace_cli(*args: str, env: dict[str, str], cwd: Path,
+                         timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mlflow_workspace_plugin.cli", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
