@@ -70,7 +70,9 @@ def main() -> None:
         with mlflow.start_run(run_id=best.run_id):
             mlflow.log_artifact(str(chart), artifact_path="charts")
 
-    version = mlflow.register_model(f"runs:/{best.run_id}/model", MODEL_NAME)
+    # autolog logged the model as an MLflow 3 LoggedModel of the run: register that model itself
+    (model,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{best.run_id}'", output_format="list")
+    version = mlflow.register_model(f"models:/{model.model_id}", MODEL_NAME)
     print(f"best: {best['params.estimator']} (R2={best['metrics.training_r2_score']:.3f}); "
           f"registered {MODEL_NAME} version {version.version}")
 

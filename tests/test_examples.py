@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import mlflow
+import numpy as np
 from helpers import REPO_ROOT, artifact_paths
 from mlflow import MlflowClient
 
@@ -17,7 +19,7 @@ EXAMPLES = REPO_ROOT / "examples"
 def run_example(*args: str) -> str:
     result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def client() -> MlflowClient:
@@ -28,6 +30,7 @@ def test_seed_002_diabetes_lab(tmp_path):
     chart = tmp_path / "r2.png"
     output = run_example(str(EXAMPLES / "diabetes_lab.py"), "--chart", str(chart))
     assert "registered model-diabetes version 1" in output
+    assert "no artifacts at artifact path" not in output.lower()
     assert chart.read_bytes().startswith(b"\x89PNG")
     store = client()
     experiment = store.get_experiment_by_name("experiment-diabetes")
@@ -51,6 +54,9 @@ def test_seed_003_iris_project_and_registration():
     assert "outputs/model.joblib" in artifact_paths(store, run.info.run_id)
     (version,) = store.search_model_versions("name = 'sklearn-iris'")
     assert version.tags["framework"] == "ScikitLearn" and version.tags["framework_version"]
+    mlflow.set_tracking_uri(store.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/sklearn-iris/1")
+    assert list(model.predict(np.array([[5.1, 3.5, 1.4, 0.2]]))) == [0]
 
 
 def test_seed_000_projects_run_with_dict_and_json_file():

@@ -34,17 +34,14 @@ def main() -> None:
         env_manager="local",
         backend_config=backend_config,
     )
-    # The model is a plain joblib file (not an MLflow-format model), so it is registered from
-    # the run's outputs folder directly, as seed 003 registers outputs/model.joblib.
-    client = mlflow.MlflowClient()
-    if client.search_registered_models(f"name = '{MODEL_NAME}'") == []:
-        client.create_registered_model(MODEL_NAME)
-    version = client.create_model_version(
-        MODEL_NAME,
-        source=f"{client.get_run(run.run_id).info.artifact_uri}/outputs",
-        run_id=run.run_id,
+    # The run saved outputs/model.joblib (seed 003) and logged the same model in MLflow format;
+    # the MLflow model is registered, with the seed's framework tags, so that
+    # mlflow.pyfunc.load_model("models:/sklearn-iris/<version>") works.
+    (model,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.run_id}'", output_format="list")
+    version = mlflow.register_model(
+        f"models:/{model.model_id}", MODEL_NAME,
         tags={"framework": "ScikitLearn", "framework_version": sklearn.__version__,
-              "model_path": "outputs/model.joblib"},
+              "joblib_file": "outputs/model.joblib"},
     )
     print(f"run {run.run_id} finished; registered {MODEL_NAME} version {version.version}")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import joblib
 import mlflow
+import mlflow.sklearn
 from sklearn import datasets
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
@@ -30,6 +31,8 @@ def main() -> None:
         accuracy = accuracy_score(y_test, model.predict(x_test))
         mlflow.log_metric("accuracy", accuracy)
         print(f"Accuracy of SVM classifier on test set: {accuracy:.2f}")
+        # also as an MLflow model, so the registered version loads with mlflow.pyfunc.load_model
+        mlflow.sklearn.log_model(model, name="model", input_example=x_test[:2])
 
     Path("outputs").mkdir(exist_ok=True)
     joblib.dump(model, "outputs/model.joblib")  # uploaded to the run's artifacts by the backend

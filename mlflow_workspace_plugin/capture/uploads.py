@@ -9,12 +9,13 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from mlflow_workspace_plugin.capture.names import (  # noqa: F401 - re-exported
+    CAPTURED_FOLDERS,
+    LOG_ARTIFACT_DIR,
+    LOG_ARTIFACT_NAME,
+    SNAPSHOT_ARTIFACT_DIR,
+)
 from mlflow_workspace_plugin.capture.snapshot import Snapshot
-
-LOG_ARTIFACT_DIR = "user_logs"
-LOG_ARTIFACT_NAME = "std_log.txt"
-SNAPSHOT_ARTIFACT_DIR = "snapshot"
-CAPTURED_FOLDERS = ("outputs", "logs")
 
 
 def stage_snapshot(snapshot: Snapshot, destination: Path) -> Path:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from mlflow_workspace_plugin.capture.snapshot import Snapshot
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.handles import WatchedRun
+from mlflow_workspace_plugin.compute.process_set import SINGLE_PROCESS, ProcessSpec
 from mlflow_workspace_plugin.errors import WorkspaceConfigError
 from mlflow_workspace_plugin.workspace import ComputeTarget
 
@@ -44,6 +45,7 @@ class Launch:
     raise_on_failure: bool = False
     timeout_seconds: float | None = None
     log_sync_seconds: float | None = None
+    processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # one per rank of a distributed run
 
 
 class Executor(ABC):

@@ -7,7 +7,8 @@ In the job's working directory (for Ray: an extracted copy of the snapshot, *sha
 identical sources) it
 
 1. copies the source into a private scratch folder, so runs never see each other's outputs;
-2. runs the command there with bash, this interpreter's folder first on PATH (so ``python`` in the
+2. runs the command there with bash (once per process of a distributed run, as listed in
+   ``$MLFLOW_WORKSPACE_PROCESSES``), this interpreter's folder first on PATH (so ``python`` in the
    command is the interpreter that has MLflow and the plugin);
 3. captures it with :class:`~mlflow_workspace_plugin.capture.session.RunCapture`, exactly as local
    runs are captured: console tee (to the job's driver log and ``user_logs/std_log.txt``), live
@@ -21,30 +22,28 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
+
 KILLED_EXIT_CODE = 128 + signal.SIGTERM
 
 
 class _Stop:
-    """Records a stop signal and forwards it to the command's process."""
+    """Records a stop signal and forwards it to the command's processes."""
 
     def __init__(self) -> None:
         self.requested = threading.Event()
-        self.proc: subprocess.Popen | None = None
+        self.processes: ProcessSet | None = None
 
     def __call__(self, signum, frame) -> None:
         self.requested.set()
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        if self.processes is not None:
+            self.processes.signal(signal.SIGTERM)
 
 
 def parse_command(argv: list[str]) -> str:
@@ -78,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copytree(source, work_dir, symlinks=True)
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
-    proc = subprocess.Popen(["bash", "-c", command], cwd=work_dir, env=child_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    stop.proc = proc
+    processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))
+    stop.processes = processes
     if stop.requested.is_set():  # a stop that arrived before the command existed
         stop(signal.SIGTERM, None)
 
@@ -92,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     capture = RunCapture(MlflowClient(tracking_uri), run_id, work_dir, scratch, echo=True,
                          log_sync_seconds=log_sync_interval(), snapshot_dir=source, console=sys.stdout,
                          started_at=started)
-    capture.attach(proc)
-    code = proc.wait()
+    for proc, spec in zip(processes.procs, processes.specs, strict=True):
+        capture.attach(proc, spec.log_name)
+    code = processes.wait()
     status = capture.finish(code, cancelled=stop.requested.is_set())
     shutil.rmtree(scratch, ignore_errors=True)
     return KILLED_EXIT_CODE if status == "KILLED" else code

@@ -12,8 +12,6 @@ import atexit
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import weakref
@@ -27,6 +25,7 @@ from mlflow_workspace_plugin.compute.base import Executor, Launch
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.handles import WatchedRun
 from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
+from mlflow_workspace_plugin.compute.process_set import ProcessSet
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 TERMINATE_GRACE_SECONDS = 10.0
@@ -54,7 +53,7 @@ class LocalExecutor(Executor):
 
 
 class LocalRun(WatchedRun):
-    """The command of ``launch`` running as a local process group, captured by :class:`RunCapture`."""
+    """The command of ``launch`` running as local process group(s), captured by :class:`RunCapture`."""
 
     def __init__(self, launch: Launch, command: str, env: dict[str, str]) -> None:
         client = MlflowClient(launch.tracking_uri)
@@ -67,45 +66,42 @@ class LocalRun(WatchedRun):
                                        echo=launch.stream_output, log_sync_seconds=launch.log_sync_seconds,
                                        snapshot_dir=snapshot_dir, warn=_warn)
             _logger.info("=== Running command %r in run with ID %r ===", command, launch.run_id)
-            self._proc = subprocess.Popen(
-                ["bash", "-c", command], cwd=launch.source_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            )
+            self._processes = ProcessSet(command, launch.source_dir, env, launch.processes)
         except BaseException:
             shutil.rmtree(self._scratch, ignore_errors=True)
             raise
         try:
-            self._capture.attach(self._proc)
+            for proc, spec in zip(self._processes.procs, self._processes.specs, strict=True):
+                self._capture.attach(proc, spec.log_name)
+            self._exit_code: int | None = None
             self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-run-{launch.run_id[:8]}",
                                              daemon=True)
             self._watcher.start()
             _active_runs.add(self)
             self._arm_timeout(launch.timeout_seconds)
-        except BaseException:  # e.g. Ctrl-C right after the start: never leave the process behind
-            self._signal_group(signal.SIGKILL)
-            self._proc.wait()
+        except BaseException:  # e.g. Ctrl-C right after the start: never leave a process behind
+            self._processes.kill()
             raise
 
     # ---------------------------------------------------------------- SubmittedRun API
     @property
     def pid(self) -> int:
-        return self._proc.pid
+        return self._processes.pids[0]
+
+    @property
+    def pids(self) -> list[int]:
+        return self._processes.pids
 
     def cancel(self) -> None:
-        """Stop the child process tree (SIGTERM, then SIGKILL) and wait for the run to end KILLED."""
+        """Stop the process tree(s) (SIGTERM, then SIGKILL) and wait for the run to end KILLED."""
         self._cancelled.set()
-        self._signal_group(signal.SIGTERM)
-        try:
-            self._proc.wait(TERMINATE_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-            self._proc.wait()
+        self._processes.stop(TERMINATE_GRACE_SECONDS)
         self._done.wait(60)
 
     # ---------------------------------------------------------------- details
     @property
     def exit_code(self) -> int | None:
-        return self._proc.returncode
+        return self._exit_code
 
     def failure_message(self) -> str:
         if self._final_status == "KILLED":
@@ -113,21 +109,13 @@ class LocalRun(WatchedRun):
         tail = self._capture.tail_text()
         detail = f"\nLast lines of output:\n{tail}" if tail else ""
         extra = f" ({self._capture.error})" if self._capture.error else ""
-        return f"Run (ID '{self._run_id}') failed with exit code {self._proc.returncode}{extra}.{detail}"
-
-    def _signal_group(self, sig: int) -> None:
-        if self._proc.poll() is not None:
-            return
-        try:
-            os.killpg(self._proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        return f"Run (ID '{self._run_id}') failed with exit code {self._exit_code}{extra}.{detail}"
 
     def _watch(self) -> None:
         try:
-            code = self._proc.wait()
+            self._exit_code = self._processes.wait()
             self._disarm_timeout()
-            self._final_status = self._capture.finish(code, cancelled=self._cancelled.is_set())
+            self._final_status = self._capture.finish(self._exit_code, cancelled=self._cancelled.is_set())
             if self._final_status == "FAILED" and not self._raise_on_failure:
                 _logger.error("=== %s ===", self.failure_message())
         finally:

@@ -28,6 +28,7 @@ from mlflow_workspace_plugin.capture.source_package import build_source_zip
 from mlflow_workspace_plugin.compute.base import COMPUTE_TYPE_TAG, Executor, Launch
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.job_api import JobInfo, JobSpec
+from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, SINGLE_PROCESS, encode
 from mlflow_workspace_plugin.compute.remote_run import RemoteRun
 
 _logger = logging.getLogger("mlflow.projects.azureml")
@@ -125,7 +126,7 @@ class RemoteExecutor(Executor):
             spec = JobSpec(
                 job_id=job_id, run_id=launch.run_id, command=launch.command,
                 source_zip=build_source_zip(launch.snapshot, staging / "source.zip"),
-                env_vars=dict(launch.run_env),
+                env_vars=job_environment(launch),
                 requirements=self.requirements(launch.environment),
                 metadata={"mlflow_run_id": launch.run_id, "mlflow_experiment_id": str(launch.experiment_id),
                           "compute_target": self.target.name},
@@ -136,3 +137,11 @@ class RemoteExecutor(Executor):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return RemoteRun(adapter=self, job_id=job_id, launch=launch)
+
+
+def job_environment(launch: Launch) -> dict[str, str]:
+    """The job's variables: the run's, plus the processes to start when there is more than one."""
+    env = dict(launch.run_env)
+    if tuple(launch.processes) != SINGLE_PROCESS:
+        env[PROCESSES_ENV] = encode(launch.processes)
+    return env

@@ -7,7 +7,9 @@ Capture (console log, live logs, snapshot, outputs, final status) is done by the
 :mod:`mlflow_workspace_plugin.capture`, the same way locally and inside remote jobs.
 """
 
+from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+from mlflow_workspace_plugin.compute.process_set import ProcessSpec
 from mlflow_workspace_plugin.execution.lifecycle import launch
 from mlflow_workspace_plugin.execution.request import RunRequest
 
-__all__ = ["RunRequest", "launch"]
+__all__ = ["EnvironmentSpec", "ProcessSpec", "RunRequest", "launch"]

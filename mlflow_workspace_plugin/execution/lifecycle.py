@@ -40,7 +40,7 @@ def launch(request: RunRequest, workspace: Workspace | None = None) -> WatchedRu
             run_env=run_environment(tracking_uri, run_id, experiment_id, request.env_vars),
             environment=request.environment, stream_output=request.stream_output,
             raise_on_failure=request.raise_on_failure, timeout_seconds=request.timeout_seconds,
-            log_sync_seconds=log_sync_seconds,
+            log_sync_seconds=log_sync_seconds, processes=tuple(request.processes),
         ))
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
         client.set_terminated(run_id, "KILLED")

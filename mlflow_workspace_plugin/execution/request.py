@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+from mlflow_workspace_plugin.compute.process_set import SINGLE_PROCESS, ProcessSpec
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,4 @@ class RunRequest:
     stream_output: bool = True
     raise_on_failure: bool = False
     timeout_seconds: float | None = None
+    processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # distributed runs: one per rank, same command

@@ -1,0 +1,6 @@
+"""Artifact names the workspace gives to what it captures (light: no MLflow import)."""
+
+LOG_ARTIFACT_DIR = "user_logs"
+LOG_ARTIFACT_NAME = "std_log.txt"
+SNAPSHOT_ARTIFACT_DIR = "snapshot"
+CAPTURED_FOLDERS = ("outputs", "logs")
