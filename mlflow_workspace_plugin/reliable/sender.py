@@ -41,6 +41,7 @@ from mlflow.protos.service_pb2 import LogBatch, UpdateRun
 from mlflow.store.tracking.rest_store import RestStore
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 from mlflow_workspace_plugin import auth
 from mlflow_workspace_plugin.reliable import settings
@@ -97,10 +98,24 @@ CONNECT_TIMEOUT = 5.0
 HURRIED_MAX_WAIT = 1.0  # backoff cap while a flush waits for the data
 
 
-def make_session() -> requests.Session:
-    """A session without urllib3 retries: tenacity (see module doc) is the only retry layer."""
+class _CappedRetry(Retry):
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), settings.MAX_RETRY_AFTER)
+
+
+def make_session(retry: bool = True) -> requests.Session:
+    """A keep-alive session. With ``retry`` its adapter retries transient failures a few times
+    (urllib3 ``Retry``: connection errors, 429/5xx with backoff, ``Retry-After`` honoured up to
+    :data:`settings.MAX_RETRY_AFTER`) - what artifact transfers use. The sender itself uses
+    ``retry=False``: tenacity (see module doc) is its only retry layer, so a flush can wake it."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=2)
+    retries: Any = 0
+    if retry:
+        retries = _CappedRetry(total=4, connect=4, read=2, status=3, other=0, allowed_methods=None,
+                               status_forcelist=sorted(TRANSIENT_STATUS - {408, 425}), backoff_factor=0.2,
+                               backoff_jitter=0.3, backoff_max=settings.retry_max_wait(),
+                               respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+    adapter = HTTPAdapter(max_retries=retries, pool_connections=2, pool_maxsize=2)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -113,7 +128,7 @@ class Sender:
                  on_problem: Callable[[Exception | None], None] | None = None) -> None:
         self.scope = scope
         self.deadline: float | None = None  # time.monotonic() after which nothing is sent
-        self._session = make_session()
+        self._session = make_session(retry=False)
         self._on_problem = on_problem or (lambda exc: None)
         self._wake = threading.Event()
         self._hurried = 0
