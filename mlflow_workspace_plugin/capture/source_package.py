@@ -16,10 +16,15 @@ from mlflow_workspace_plugin.capture.snapshot import Snapshot
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-def build_source_zip(snapshot: Snapshot, destination: Path) -> Path:
-    """Write ``snapshot``'s files (relative paths, file modes kept) to the zip ``destination``."""
+def build_source_zip(snapshot: Snapshot, destination: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """Write ``snapshot``'s files (relative paths, file modes kept), plus ``extra`` files (name ->
+    bytes, mode 0600), to the zip ``destination``."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in sorted((extra or {}).items()):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
+            info.external_attr = (stat.S_IFREG | 0o600) << 16
+            archive.writestr(info, data)
         for rel in sorted(snapshot.files):
             path = snapshot.root / rel
             info = zipfile.ZipInfo(rel, date_time=_FIXED_DATE)

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
+from mlflow_workspace_plugin.compute.sealed_secrets import unseal_into_environment
 
 KILLED_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     source = Path.cwd()
+    unseal_into_environment(source)  # credentials sent sealed, never in the job's env vars
     scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-job-{run_id[:8]}-"))
     work_dir = scratch / "project"
     shutil.copytree(source, work_dir, symlinks=True)

@@ -43,6 +43,7 @@ DEFAULT_ADDRESS_ENV = "RAY_ADDRESS"
 ENVIRONMENTS = ("pip", "inherit")
 DEFAULT_ENVIRONMENT = "pip"
 DEFAULT_SETUP_TIMEOUT_S = 600
+CREDENTIAL_MODES = ("forward", "cluster")
 REACHABILITY_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 600.0
@@ -62,6 +63,8 @@ class RayJobsAdapter(RemoteExecutor):
         "python": "interpreter path or name, default 'python'",
         "extra_pip": "list of pip requirement strings",
         "setup_timeout_s": f"positive number of seconds, default {DEFAULT_SETUP_TIMEOUT_S}",
+        "credential": "'forward' (default: your workspace credentials travel sealed) or 'cluster' "
+                      "(the job uses the cluster's own identity)",
     }
 
     # ------------------------------------------------------------ settings
@@ -87,6 +90,9 @@ class RayJobsAdapter(RemoteExecutor):
             raise self.config_error("extra_pip", f"= {extra!r} must be a list of pip requirement strings")
         if extra and self.environment != "pip":
             raise self.config_error("extra_pip", "needs \"environment\": \"pip\"")
+        if settings.get("credential", "forward") not in CREDENTIAL_MODES:
+            raise self.config_error("credential", f"= {settings['credential']!r} is not allowed: use "
+                                                  f"{' or '.join(repr(m) for m in CREDENTIAL_MODES)}")
         timeout = settings.get("setup_timeout_s", DEFAULT_SETUP_TIMEOUT_S)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise self.config_error("setup_timeout_s", f"= {timeout!r} must be a positive number of seconds")
@@ -129,6 +135,9 @@ class RayJobsAdapter(RemoteExecutor):
 
     def python_command(self) -> str:
         return self.target.settings.get("python", "python")
+
+    def credential_mode(self) -> str:
+        return self.target.settings.get("credential", "forward")
 
     def job_tags(self, job_id: str) -> dict[str, str]:
         return {"ray.job_id": job_id}

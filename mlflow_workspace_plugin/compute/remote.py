@@ -30,6 +30,7 @@ from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.job_api import JobInfo, JobSpec
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, SINGLE_PROCESS, encode
 from mlflow_workspace_plugin.compute.remote_run import RemoteRun
+from mlflow_workspace_plugin.compute.sealed_secrets import KEY_ENV, SEALED_FILE, seal, split_secrets
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 RUNNER_MODULE = "mlflow_workspace_plugin.compute.job_runner"
@@ -89,6 +90,18 @@ class RemoteExecutor(Executor):
         return {**super().run_tags(run_id, environment), COMPUTE_TYPE_TAG: self.target.type,
                 "mlflow.project.env": self.environment_kind(), **self.job_tags(self.job_id_for(run_id))}
 
+    def credential_mode(self) -> str:
+        """``forward`` (the submitter's credentials travel sealed) or ``cluster`` (none travel)."""
+        return "forward"
+
+    def credentials_for_job(self, env: dict[str, str]) -> tuple[dict[str, str], dict[str, bytes]]:
+        """The job's env vars without secrets, and the files carrying them sealed (if forwarded)."""
+        public, secrets = split_secrets(env)
+        if not secrets or self.credential_mode() == "cluster":
+            return public, {}
+        key, blob = seal(secrets)
+        return {**public, KEY_ENV: key}, {SEALED_FILE: blob}
+
     def python_command(self) -> str:
         """Interpreter that runs the job runner (and, first on PATH, the command)."""
         return "python"
@@ -123,10 +136,11 @@ class RemoteExecutor(Executor):
         job_id = self.job_id_for(launch.run_id)
         staging = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-{launch.run_id[:8]}-"))
         try:
+            env_vars, sealed = self.credentials_for_job(job_environment(launch))
             spec = JobSpec(
                 job_id=job_id, run_id=launch.run_id, command=launch.command,
-                source_zip=build_source_zip(launch.snapshot, staging / "source.zip"),
-                env_vars=job_environment(launch),
+                source_zip=build_source_zip(launch.snapshot, staging / "source.zip", extra=sealed),
+                env_vars=env_vars,
                 requirements=self.requirements(launch.environment),
                 metadata={"mlflow_run_id": launch.run_id, "mlflow_experiment_id": str(launch.experiment_id),
                           "compute_target": self.target.name},
