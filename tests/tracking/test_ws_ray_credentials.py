@@ -15,7 +15,8 @@ from ray_cluster import job_client, ray_head  # noqa: F401 - session fixture
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = "import mlflow, os\nmlflow.log_metric('reached_workspace', 1)\nprint('token in env:', 'MLFLOW_TRACKING_TOKEN' in os.environ)\n"
+SCRIPT = ("import mlflow, os\nmlflow.log_metric('reached_workspace', 1)\n"
+          "print('token in env:', 'MLFLOW_TRACKING_TOKEN' in os.environ)\n")
 
 
 def secret_fragments(token: str) -> list[str]:
