@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.exceptions import MlflowException
 
-from mlflow_workspace_plugin.env_settings import env_number
 from mlflow_workspace_plugin.capture.snapshot import collect_snapshot
+from mlflow_workspace_plugin.env_settings import env_number
 from mlflow_workspace_plugin.reliable import settings
 
 

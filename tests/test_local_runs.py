@@ -288,7 +288,7 @@ def test_environment_preparation_failure_ends_run_failed(local_tracking, tmp_pat
     mlproject = "name: x\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: python script.py\n"
     project = write_project(tmp_path / "proj", "open('ran.txt', 'w').write('x')", mlproject=mlproject,
                             extra_files={"python_env.yaml": 'python: "3.9.99"\nbuild_dependencies: [pip]\ndependencies: [mlflow]\n'})
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever MLflow's virtualenv builder raises (pyenv/uv)
         run_project(project, env_manager="virtualenv", backend_config={})
     run = only_run(MlflowClient())
     assert run.info.status == "FAILED" and run.data.tags["mlflow.project.env"] == "virtualenv"
