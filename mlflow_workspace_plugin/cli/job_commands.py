@@ -46,6 +46,12 @@ def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream:
     from mlflow_workspace_plugin.jobs.loader import load_job
     from mlflow_workspace_plugin.workspace import Workspace
 
+    if _yaml_type(file_path, overrides) in ("sweep", "sweep_job"):  # a sweep job: jobs/sweep/commands.py
+        from mlflow_workspace_plugin.jobs.sweep.commands import create_sweep
+
+        on_start = (lambda run_id: _show_web(_client(), run_id)) if web else None
+        raise SystemExit(create_sweep(file_path, overrides, name, stream=stream, env_manager=env_manager,
+                                      on_start=on_start))
     spec = load_job(file_path, overrides, name=name)
     workspace = Workspace.from_config()
     if stream:
@@ -111,7 +117,12 @@ def show(name: str, query: str | None) -> None:
     from mlflow_workspace_plugin.jobs.registry import get_job
 
     client = _client()
-    record = job_record(client, get_job(client, name))
+    run = get_job(client, name)
+    record = job_record(client, run)
+    if record["type"] == "sweep":  # objective, best trial and every trial
+        from mlflow_workspace_plugin.jobs.sweep.report import sweep_record
+
+        record.update(sweep_record(client, run))
     if query is None:
         click.echo(json.dumps(record, indent=2))
         return
@@ -149,6 +160,13 @@ def download(name: str, what: str, output_name: str | None, download_path: str) 
 
     client = _client()
     run = get_job(client, name)
+    if job_record(client, run)["type"] == "sweep":  # the best trial's outputs (--all: everything) + the sweep log
+        from mlflow_workspace_plugin.jobs.sweep.report import download_sweep
+
+        destination = Path(download_path) / name
+        download_sweep(client, run, destination, everything=what == "all", output_name=output_name)
+        click.echo(str(destination))
+        return
     run_id = run.info.run_id
     top = {entry.path for entry in client.list_artifacts(run_id)}
     if output_name:
@@ -240,6 +258,20 @@ def job_record(client: MlflowClient, run: Run) -> dict:
         "source_file": tags.get(job_names.JOB_FILE_TAG),
         "location": run_location(client, run.info.run_id),
     }
+
+
+def _yaml_type(file_path: str, overrides: tuple[str, ...]) -> str | None:
+    """The YAML's ``type`` after ``--set`` (None when unreadable: the loader then says why)."""
+    from mlflow_workspace_plugin.jobs.errors import JobSpecError
+    from mlflow_workspace_plugin.jobs.loader import read_yaml_mapping
+    from mlflow_workspace_plugin.jobs.overrides import apply_overrides
+
+    try:
+        raw = read_yaml_mapping(Path(file_path).expanduser().resolve(), shown_file=file_path)
+        raw, _ = apply_overrides(raw, overrides, source_file=file_path)
+    except JobSpecError:
+        return None
+    return raw.get("type")
 
 
 def _field(record: dict, query: str):

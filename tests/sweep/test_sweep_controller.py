@@ -6,15 +6,20 @@ command is a plain shell ``echo`` / ``sleep``, so most trials cost no Python sta
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from mlflow_workspace_plugin.cli.job_commands import job as job_cli
 from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
+from mlflow_workspace_plugin.jobs.local_control import SUPERVISOR_TAG, alive
+from mlflow_workspace_plugin.jobs.registry import find_job
 from mlflow_workspace_plugin.jobs.sweep import load_sweep
 from mlflow_workspace_plugin.jobs.sweep.controller import (
     ARTIFACT_PATH,
@@ -25,6 +30,8 @@ from mlflow_workspace_plugin.jobs.sweep.controller import (
     TRIAL_INDEX_TAG,
     run_sweep,
 )
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 TRIAL_SCRIPT = """\
 import argparse, os, sys, time
@@ -42,6 +49,9 @@ client, run_id = MlflowClient(), os.environ["MLFLOW_RUN_ID"]
 for i in range(args.reports):
     client.log_metric(run_id, "loss", level + 1.0 / (i + 1), step=i)
     time.sleep(pause)
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/case.txt", "w") as out:
+    out.write(args.case)
 """
 
 
@@ -284,3 +294,90 @@ def test_bad_input_fails_before_any_run_exists(tmp_path, local_tracking):
     with pytest.raises(Exception, match="'my-sweep' already exists"):
         run_sweep(load_sweep(path))
     assert len(client.search_runs([experiment.experiment_id])) == len(before) == 2
+
+
+def test_cli_create_stream_then_show_and_download_the_best_trial(tmp_path, local_tracking):
+    path = write_sweep(tmp_path / "cli", """\
+        type: sweep_job
+        algorithm: grid
+        trial:
+          code: {local_path: .}
+          command: python trial.py --case {search_space.case}
+        search_space:
+          case: {type: choice, values: [worse, good]}
+        objective: {primary_metric: loss, goal: minimize}
+        max_total_trials: 4
+        max_concurrent_trials: 2
+        experiment_name: sweep-cli
+        """)
+    runner = CliRunner()
+    created = runner.invoke(job_cli, ["create", "-f", str(path), "--stream", "--name", "cli-sweep"])
+    assert created.exit_code == 0, created.output
+    assert "[GENERATOR][INFO]All jobs generated" in created.stderr
+    assert "sweep job cli-sweep Completed" in created.stderr and "best trial cli-sweep_1" in created.stderr
+
+    shown = runner.invoke(job_cli, ["show", "-n", "cli-sweep"])
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.stdout)
+    assert record["type"] == "sweep" and record["status"] == "Completed"
+    assert record["objective"] == {"name": "loss", "goal": "minimize"}
+    assert [(t["index"], t["name"], t["params"]["case"], t["status"]) for t in record["trials"]] == [
+        (0, "cli-sweep_0", "worse", "Completed"), (1, "cli-sweep_1", "good", "Completed")]
+    assert record["trials"][1]["best_loss"] == pytest.approx(1 + 1 / 3)
+    assert record["best_trial"] == "cli-sweep_1" and record["score"] == pytest.approx(1 + 1 / 3)
+    assert record["best_child_run_id"] == record["trials"][1]["run_id"]
+
+    fetched = runner.invoke(job_cli, ["download", "-n", "cli-sweep", "--all", "--download-path", str(tmp_path / "dl")])
+    assert fetched.exit_code == 0, fetched.output
+    folder = tmp_path / "dl" / "cli-sweep"
+    assert (folder / "outputs" / "case.txt").read_text() == "good"  # the best trial's output
+    assert (folder / "user_logs" / "std_log.txt").is_file()
+    assert "Best job 'cli-sweep_1'" in (folder / "azureml-logs" / "hyperdrive.txt").read_text()
+
+
+def test_cli_detached_sweep_is_cancelled_by_job_cancel(tmp_path, local_tracking):
+    path = write_sweep(tmp_path / "detached", """\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: echo ${{search_space.case}} && sleep 120
+        search_space:
+          case: {type: choice, values: [a, b, c]}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 3, max_concurrent_trials: 2}
+        experiment_name: sweep-detached
+        """)
+    runner = CliRunner()
+    created = runner.invoke(job_cli, ["create", "-f", str(path)])
+    assert created.exit_code == 0, created.output
+    name = created.stdout.strip()
+    client = MlflowClient(local_tracking)
+    parent = find_job(client, name)
+    deadline = time.monotonic() + 180
+    while sum(run.info.status == "RUNNING" for run in children(client, parent.info.run_id)) < 2:
+        assert time.monotonic() < deadline, "the detached sweep's trials did not start"
+        time.sleep(0.5)
+    supervisor = client.get_run(parent.info.run_id).data.tags[SUPERVISOR_TAG]
+    cancelled = runner.invoke(job_cli, ["cancel", "-n", name])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert cancelled.stdout.strip() == "Canceled"
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags[CANCEL_REASON_TAG] == "canceled with `mlflow-workspace job cancel`"
+    runs = children(client, parent.info.run_id)
+    assert len(runs) == 2 and all(run.info.status == "KILLED" for run in runs)
+    assert all(run.data.tags[CANCEL_REASON_TAG] == "sweep cancelled: canceled with `mlflow-workspace job cancel`"
+               for run in runs)
+    deadline = time.monotonic() + 60
+    while still_running(supervisor):
+        assert time.monotonic() < deadline, "the sweep's supervisor is still running"
+        time.sleep(0.2)
+
+
+def still_running(identity: str) -> bool:
+    """The recorded process runs (a zombie, ended but not yet reaped by this test process, does not)."""
+    if not alive(identity):
+        return False
+    stat = Path(f"/proc/{identity.split(':')[0]}/stat").read_text()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

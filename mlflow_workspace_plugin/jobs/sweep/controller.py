@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import logging
 import shutil
@@ -50,6 +49,7 @@ from mlflow_workspace_plugin.jobs.job_names import (
     JOB_TYPE_TAG,
     generate_job_name,
 )
+from mlflow_workspace_plugin.jobs.local_control import record_processes
 from mlflow_workspace_plugin.jobs.registry import find_job, jobs_client
 from mlflow_workspace_plugin.jobs.spec import CommandJob
 from mlflow_workspace_plugin.jobs.sweep.best_trial import BestTrial, TrialOutcome, choose_best_trial, trial_score
@@ -185,6 +185,7 @@ def run_sweep(
     workspace: Workspace | None = None,
     stream: bool = False,
     name: str | None = None,
+    env_manager: str | None = None,
     launcher: TrialLauncher | None = None,
 ) -> SweepHandle:
     """Start ``spec`` as a parent run with trials as child runs; return at once with a :class:`SweepHandle`.
@@ -192,9 +193,13 @@ def run_sweep(
     ``name``: the sweep's name (default: the YAML's ``name``, else a generated one such as
     ``sharp_bottle_3f9a1c2d``; unique in the workspace), its parent run's
     name and the prefix of its trials' run names. ``stream``: echo the controller log to stderr (the
-    trials' own output goes to their ``user_logs/std_log.txt``). ``launcher``: how a trial job starts
-    (default :func:`~mlflow_workspace_plugin.jobs.submit.submit_job`). The trial job is validated
-    before the parent run exists.
+    trials' own output goes to their ``user_logs/std_log.txt``). ``env_manager``: how local trials build
+    ``environment.conda_file`` (see :func:`~mlflow_workspace_plugin.jobs.submit.submit_job`). ``launcher``: how a
+    trial job starts (default ``submit_job``). The trial job is validated before the parent run exists.
+
+    The parent run records this process as its launcher (``azureml.local.*`` tags), and the controller
+    watches the parent for ``azureml.cancel_reason``: ``mlflow-workspace job cancel`` of the sweep sets it,
+    and the sweep is cancelled within a second, whichever process runs it.
     """
     workspace = workspace or Workspace.from_config()
     trial_job = spec.trial_job().model_copy(update={"experiment_name": spec.experiment_name})
@@ -226,8 +231,9 @@ def run_sweep(
         tags[DISPLAY_NAME_TAG] = spec.display_name
     parent = client.create_run(experiment_id, tags=tags, run_name=sweep_name)
     try:
+        record_processes(client, parent.info.run_id, [])  # host and launcher: `job cancel` finds this process
         controller = _Controller(spec, sweep_name, trial_job, sampler, client, parent.info.run_id,
-                                 workspace, launcher, stream)
+                                 workspace, launcher, stream, env_manager)
     except BaseException:
         client.set_terminated(parent.info.run_id, "FAILED")
         raise
@@ -255,10 +261,12 @@ class _Controller:
     """The controller thread of one sweep (see the module docstring)."""
 
     def __init__(self, spec: SweepSpec, name: str, trial_job: CommandJob, sampler, client: MlflowClient,
-                 parent_run_id: str, workspace: Workspace, launcher: TrialLauncher, stream: bool) -> None:
+                 parent_run_id: str, workspace: Workspace, launcher: TrialLauncher, stream: bool,
+                 env_manager: str | None = None) -> None:
         self.spec, self.name, self.trial_job, self.sampler = spec, name, trial_job, sampler
         self.client, self.parent_run_id = client, parent_run_id
         self.workspace, self.launcher = workspace, launcher
+        self.launch_options = {"env_manager": env_manager} if env_manager else {}
         self.terminator = spec.early_terminator()
         self.goal = spec.objective.goal
         self.metric = spec.objective.primary_metric
@@ -304,6 +312,9 @@ class _Controller:
                     self.request_cancel(f"timeout: the sweep exceeded its limit of {self.limits.timeout} s")
                     break
                 if time.monotonic() >= next_poll:
+                    self._watch_parent()
+                    if self._cancel_reason is not None:
+                        break
                     self._read_histories()
                     self._early_terminate()
                     next_poll = time.monotonic() + POLL_SECONDS
@@ -322,6 +333,16 @@ class _Controller:
                 shutil.rmtree(self._scratch, ignore_errors=True)
                 self.ended.set()
                 _active.discard(self)
+
+    def _watch_parent(self) -> None:
+        """``job cancel`` from another process tags the parent with the reason: cancel the sweep then."""
+        try:
+            reason = self.client.get_run(self.parent_run_id).data.tags.get(CANCEL_REASON_TAG)
+        except Exception as error:  # a transient read failure: the next poll tries again
+            _logger.debug("parent run %s not readable: %s", self.parent_run_id, error)
+            return
+        if reason:
+            self.request_cancel(reason)
 
     def _log_start(self) -> None:
         spec, sampler = self.spec, self.sampler
@@ -389,10 +410,12 @@ class _Controller:
         self.log.scheduler(f"Scheduling job, id='{trial.name}'")
         trial.started_at = time.time()
         try:
+            job = self.trial_job.model_copy(update={
+                "name": trial.name, "tags": {**self.trial_job.tags, TRIAL_INDEX_TAG: str(trial.index)}})
             handle = self.launcher(
-                self.trial_job.model_copy(update={"name": trial.name}), stream=False, workspace=self.workspace,
+                job, stream=False, workspace=self.workspace,
                 parent_run_id=self.parent_run_id, extra_params=trial.params, search_values=trial.search_values,
-                run_name=trial.name,
+                run_name=trial.name, **self.launch_options,
             )
         except Exception as error:
             with self.lock:
@@ -400,8 +423,6 @@ class _Controller:
             self.log.scheduler(f"Failed to schedule job '{trial.name}': {trial.error}", level="ERROR")
             self._wake.set()
             return
-        with contextlib.suppress(Exception):
-            self.client.set_tag(handle.run_id, TRIAL_INDEX_TAG, str(trial.index))
         with self.lock:
             trial.handle, trial.run_id, trial.status = handle, handle.run_id, "RUNNING"
         self.log.scheduler(f"Successfully scheduled a job. Id='{trial.name}', run id '{handle.run_id}'")
