@@ -38,15 +38,14 @@ def files_changed_since(folder: Path, since: float) -> Iterable[Path]:
 
 
 def upload_run_folders(client: MlflowClient, run_id: str, work_dir: Path, since: float) -> list[str]:
-    """Upload files the run wrote under ``./outputs`` and ``./logs``; return their artifact paths."""
-    uploaded: list[str] = []
-    for name in CAPTURED_FOLDERS:
-        folder = work_dir / name
-        for path in files_changed_since(folder, since):
-            rel_parent = path.parent.relative_to(work_dir).as_posix()
-            client.log_artifact(run_id, str(path), artifact_path=rel_parent)
-            uploaded.append(f"{rel_parent}/{path.name}")
-    return uploaded
+    """Upload files the run wrote under ``./outputs`` and ``./logs`` (in parallel, each file
+    complete or an error naming it); return their artifact paths."""
+    from mlflow_workspace_plugin.store.transfers import upload_tree
+
+    changed = [path for name in CAPTURED_FOLDERS for path in files_changed_since(work_dir / name, since)]
+    if changed:
+        upload_tree(client, work_dir, files=changed, run_id=run_id, tracking_uri=client.tracking_uri)
+    return [path.relative_to(work_dir).as_posix() for path in changed]
 
 
 def upload_log(client: MlflowClient, run_id: str, log_path: Path) -> None:
@@ -56,8 +55,11 @@ def upload_log(client: MlflowClient, run_id: str, log_path: Path) -> None:
 
 
 def upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:
+    """Upload the staged source as ``snapshot/`` (in parallel)."""
+    from mlflow_workspace_plugin.store.transfers import upload_tree
+
     if staged.is_dir() and any(staged.iterdir()):
-        client.log_artifacts(run_id, str(staged), artifact_path=SNAPSHOT_ARTIFACT_DIR)
+        upload_tree(client, staged, SNAPSHOT_ARTIFACT_DIR, run_id=run_id, tracking_uri=client.tracking_uri)
 
 
 def mtime_floor(timestamp: float) -> float:
