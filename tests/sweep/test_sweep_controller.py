@@ -381,3 +381,35 @@ def still_running(identity: str) -> bool:
         return False
     stat = Path(f"/proc/{identity.split(':')[0]}/stat").read_text()
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+# ------------------------------------------------------------------ Ray
+from ray_cluster import ray_head, ray_workspace  # noqa: E402,F401  (fixtures)
+
+
+def test_sweep_on_the_ray_head_runs_every_trial_as_a_ray_job(ray_workspace, tmp_path):
+    pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
+    spec = load_sweep(write_sweep(tmp_path / "ray", """\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: python trial.py --case ${{search_space.case}}
+        search_space:
+          case: {type: choice, values: [worse, fail, good]}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 3, max_concurrent_trials: 2}
+        compute: azureml:fast-cluster
+        experiment_name: sweep-ray
+        """))
+    handle = run_sweep(spec)
+    wait_ended(handle, 300)
+    client = MlflowClient(ray_workspace)
+    runs = children(client, handle.run_id)
+    assert [run.info.status for run in runs] == ["FINISHED", "FAILED", "FINISHED"], handle.log_lines
+    assert all(run.data.tags["azureml.compute.type"] == "ray" and run.data.tags["ray.job_id"] for run in runs)
+    assert max_overlap(runs) <= 2
+    parent = client.get_run(handle.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags[BEST_RUN_TAG] == runs[2].info.run_id
+    assert parent.data.metrics["best_loss"] == pytest.approx(1 + 1 / 3)
+    assert client.list_artifacts(runs[2].info.run_id, "outputs")[0].path == "outputs/case.txt"
