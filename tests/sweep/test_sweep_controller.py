@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -413,3 +415,45 @@ def test_sweep_on_the_ray_head_runs_every_trial_as_a_ray_job(ray_workspace, tmp_
     assert parent.info.status == "FINISHED" and parent.data.tags[BEST_RUN_TAG] == runs[2].info.run_id
     assert parent.data.metrics["best_loss"] == pytest.approx(1 + 1 / 3)
     assert client.list_artifacts(runs[2].info.run_id, "outputs")[0].path == "outputs/case.txt"
+
+
+def test_a_sweep_ends_with_the_python_process_that_runs_it(tmp_path, local_tracking, isolated_workspace):
+    path = write_sweep(tmp_path / "exit", """\
+        type: sweep
+        sampling_algorithm: grid
+        name: exiting-sweep
+        trial:
+          code: .
+          command: echo ${{search_space.case}} && sleep 120
+        search_space:
+          case: {type: choice, values: [a, b, c]}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 3, max_concurrent_trials: 2}
+        experiment_name: sweep-exit
+        """)
+    script = tmp_path / "exit" / "driver.py"
+    script.write_text(textwrap.dedent(f"""\
+        import sys, time
+        from mlflow_workspace_plugin.jobs.sweep import load_sweep
+        from mlflow_workspace_plugin.jobs.sweep.controller import run_sweep
+        handle = run_sweep(load_sweep({str(path)!r}))
+        while sum(t.status == "RUNNING" for t in handle.trials) < 2:
+            time.sleep(0.2)
+        print("pids", *[pid for t in handle.trials for pid in t.handle.pids], flush=True)
+        sys.exit(0)  # with the sweep still running
+        """))
+    env = {**os.environ, "MLFLOW_WORKSPACE_HOME": str(isolated_workspace)}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    client = MlflowClient(local_tracking)
+    parent = find_job(client, "exiting-sweep")
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags[CANCEL_REASON_TAG] == "the process that ran the sweep exited"
+    runs = children(client, parent.info.run_id)
+    assert len(runs) == 2 and {run.info.status for run in runs} == {"KILLED"}
+    assert {run.data.tags[CANCEL_REASON_TAG] for run in runs} == {
+        "sweep cancelled: the process that ran the sweep exited"}
+    pids = [int(pid) for pid in done.stdout.split("pids", 1)[1].split()]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)

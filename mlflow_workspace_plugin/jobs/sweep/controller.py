@@ -206,6 +206,7 @@ def run_sweep(
     if launcher is None:
         from mlflow_workspace_plugin.jobs.submit import submit_job as launcher
     _check_compute(trial_job.compute, workspace)
+    _register_exit_hook()
     client = jobs_client(workspace)
     sweep_name = name or spec.name
     if sweep_name is None:
@@ -572,7 +573,17 @@ class _Controller:
         self.log_lines = self.log.lines()
 
 
-@atexit.register
+_exit_hook: list[bool] = []
+
+
+def _register_exit_hook() -> None:
+    """Registered once, after the executors and ``submit_job`` are imported: atexit runs the last
+    registered hook first, so the sweeps stop (no new trials) before those hooks stop the trials."""
+    if not _exit_hook:
+        _exit_hook.append(True)
+        atexit.register(_cancel_unfinished_sweeps)
+
+
 def _cancel_unfinished_sweeps() -> None:
     """A sweep still going when its process exits is cancelled (parent and trials KILLED), never left RUNNING."""
     for controller in list(_active):
