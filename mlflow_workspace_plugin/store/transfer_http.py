@@ -38,15 +38,29 @@ CONNECT_TIMEOUT = 10.0
 DOWNLOAD_CHUNK = 1024 * 1024
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_IDLE_SESSIONS = 64
+RANGED_MIN = 32 * 1024 * 1024  # files at least this big are downloaded in ranges, in parallel
+RANGE_CHUNK = 16 * 1024 * 1024
+RANGE_WORKERS = 4
 
 
 class FileFailed(Exception):
     """One file could not be moved. ``answer``: the server's answer (or the connection problem) in
     words, without URLs' credentials or headers; ``retry``: another attempt may succeed."""
 
-    def __init__(self, answer: str, retry: bool, status: int | None = None) -> None:
+    def __init__(self, answer: str, retry: bool, status: int | None = None, error_code: str | None = None) -> None:
         super().__init__(answer)
-        self.answer, self.retry, self.status = answer, retry, status
+        self.answer, self.retry, self.status, self.error_code = answer, retry, status, error_code
+
+    @classmethod
+    def of(cls, response: requests.Response) -> FileFailed:
+        """The failure a non-2xx answer means (its MLflow ``error_code`` kept, if it has one)."""
+        try:
+            body = response.json()
+            code = body.get("error_code") if isinstance(body, dict) else None
+        except ValueError:
+            code = None
+        return cls(answer_of(response), response.status_code in RETRY_STATUS, response.status_code,
+                   code if isinstance(code, str) else None)
 
 
 # ------------------------------------------------------------------ sessions
@@ -238,17 +252,30 @@ class WorkspaceFiles:
             raise
         if not 200 <= response.status_code < 300:
             count(-sent[0])
-            raise FileFailed(answer_of(response), response.status_code in RETRY_STATUS, response.status_code)
+            raise FileFailed.of(response)
         if stamp(local) != before:
             count(-sent[0])
             raise FileFailed("the file changed while it was being uploaded, so the stored copy may "
                              "mix old and new content", retry=True)
         return size
 
-    def get(self, remote: str, local_path: str, on_bytes: Callable[[int], None]) -> int:
-        """Download ``remote`` into ``local_path`` (complete or not at all); returns the bytes."""
+    def get(self, remote: str, local_path: str, on_bytes: Callable[[int], None], size: int = 0,
+            workers: int = 1) -> int:
+        """Download ``remote`` into ``local_path`` (complete or not at all); returns the bytes.
+        A file of at least :data:`RANGED_MIN` bytes (``size`` from the listing) comes in ranges of
+        :data:`RANGE_CHUNK` bytes over up to ``workers`` connections when the server answers
+        ranges (``MLFLOW_ENABLE_MULTIPART_DOWNLOAD=false`` turns this off)."""
         folder, name = os.path.split(local_path)
         partial = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.part")
+        if size >= RANGED_MIN and workers > 1 and _ranges_enabled():
+            try:
+                if self._get_ranges(remote, partial, size, on_bytes, workers):
+                    os.replace(partial, local_path)
+                    return size
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(partial)
+                raise
         got = [0]
 
         def attempt() -> int:
@@ -259,8 +286,7 @@ class WorkspaceFiles:
                                                        **self.request_kwargs))
                 with response:
                     if not 200 <= response.status_code < 300:
-                        raise FileFailed(answer_of(response), response.status_code in RETRY_STATUS,
-                                         response.status_code)
+                        raise FileFailed.of(response)
                     expected = response.headers.get("Content-Length")
                     with open(partial, "wb") as out:
                         for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
@@ -281,3 +307,66 @@ class WorkspaceFiles:
             raise
         os.replace(partial, local_path)
         return size
+
+    def _get_ranges(self, remote: str, partial: str, size: int, on_bytes: Callable[[int], None],
+                    workers: int) -> bool:
+        """Fetch ``remote`` in ranges into ``partial``; False if the server ignores ranges (the
+        caller then downloads it in one piece)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        url = self.url(remote)
+        with open(partial, "wb") as out:
+            out.truncate(size)
+        fd = os.open(partial, os.O_WRONLY)
+        try:
+            def fetch(start: int) -> bool:
+                end = min(start + RANGE_CHUNK, size) - 1
+                got = [0]
+
+                def attempt() -> bool:
+                    on_bytes(-got[0])
+                    got[0] = 0
+                    headers = self.headers({"Range": f"bytes={start}-{end}"})
+                    with self.pool.session() as session:
+                        response = _raise_for_auth(session.get(url, headers=headers, stream=True,
+                                                               **self.request_kwargs))
+                        with response:
+                            if response.status_code == 200:
+                                return False  # no range support: the whole file came back
+                            if response.status_code != 206:
+                                raise FileFailed.of(response)
+                            if response.headers.get("Content-Range", "") != f"bytes {start}-{end}/{size}":
+                                raise FileFailed(f"the server answered range {response.headers.get('Content-Range')!r} "
+                                                 f"for bytes {start}-{end} of {size}: the file changed", retry=True)
+                            position = start
+                            for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                                os.pwrite(fd, chunk, position)
+                                position += len(chunk)
+                                got[0] += len(chunk)
+                                on_bytes(len(chunk))
+                    if position != end + 1:
+                        raise FileFailed(f"the answer ended after {position - start} of {end + 1 - start} bytes",
+                                         retry=True)
+                    return True
+
+                try:
+                    return self.call(attempt)
+                except BaseException:
+                    on_bytes(-got[0])
+                    raise
+
+            starts = list(range(0, size, RANGE_CHUNK))
+            if not fetch(starts[0]):
+                return False
+            with ThreadPoolExecutor(max_workers=min(workers, RANGE_WORKERS, len(starts)),
+                                    thread_name_prefix="artifact-range") as pool:
+                list(pool.map(fetch, starts[1:]))
+            return True
+        finally:
+            os.close(fd)
+
+
+def _ranges_enabled() -> bool:
+    from mlflow.environment_variables import MLFLOW_ENABLE_MULTIPART_DOWNLOAD
+
+    return bool(MLFLOW_ENABLE_MULTIPART_DOWNLOAD.get())

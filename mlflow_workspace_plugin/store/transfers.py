@@ -28,6 +28,7 @@ A rejected credential stops the whole transfer at once with the workspace's auth
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import threading
@@ -56,8 +57,11 @@ MAX_LISTED_FAILURES = 20
 
 def pool_size() -> int:
     """Workers per transfer from ``$MLFLOW_WORKSPACE_TRANSFER_WORKERS`` (validated)."""
-    value = env_number(WORKERS_ENV, DEFAULT_WORKERS, allow_zero=False)
-    if value != int(value) or not 1 <= value <= MAX_WORKERS:
+    try:
+        value = env_number(WORKERS_ENV, DEFAULT_WORKERS, allow_zero=False)
+    except MlflowException:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value) or not 1 <= value <= MAX_WORKERS:
         raise MlflowException(
             f"{WORKERS_ENV}={os.environ.get(WORKERS_ENV, '').strip()!r} is not allowed: use a whole number "
             f"of parallel transfers from 1 to {MAX_WORKERS} (default {DEFAULT_WORKERS})",
@@ -92,6 +96,7 @@ class Failure:
     attempts: int
     retry: bool = False  # another attempt may succeed
     status: int | None = None  # the server's HTTP status, if it answered
+    error_code: str | None = None  # the MLflow error code of its answer, if any
 
 
 class ArtifactTransferError(MlflowException):
@@ -107,10 +112,17 @@ class ArtifactTransferError(MlflowException):
             lines.append(f"  ... and {len(self.failures) - MAX_LISTED_FAILURES} more")
         state = (f"{done} of {total} files were {verb}ed; the artifacts at {where} are incomplete"
                  if verb == "upload" else f"{done} of {total} files were downloaded")
-        statuses = {f.status for f in self.failures}
-        status = statuses.pop() if len(statuses) == 1 else None
         super().__init__(f"Could not {verb} {len(self.failures)} of {total} file(s) ({state}):\n" + "\n".join(lines),
-                         error_code=get_error_code(status) if status else INTERNAL_ERROR)
+                         error_code=_common_error_code(self.failures))
+
+
+def _common_error_code(failures: Sequence[Failure]) -> int:
+    """The MLflow error code all failures share (from the answers, else their HTTP status)."""
+    from mlflow.protos.databricks_pb2 import ErrorCode
+
+    codes = {f.error_code or (ErrorCode.Name(get_error_code(f.status)) if f.status else None) for f in failures}
+    code = codes.pop() if len(codes) == 1 else None
+    return ErrorCode.Value(code) if code in ErrorCode.keys() else INTERNAL_ERROR
 
 
 # ------------------------------------------------------------------ how one file moves
@@ -158,6 +170,7 @@ class _WorkspaceFiles:
 
         self.files = WorkspaceFiles(repo.scope, repo.artifact_uri)
         self.repo = repo
+        self.workers = pool_size()
 
     def put(self, task: FileTask, on_bytes: Callable[[int], None]) -> int:
         from mlflow_workspace_plugin.store import transfer_multipart
@@ -167,7 +180,7 @@ class _WorkspaceFiles:
         return self.files.put(task.local, task.remote, on_bytes)
 
     def get(self, task: FileTask, on_bytes: Callable[[int], None]) -> int:
-        return self.files.get(task.remote, task.local, on_bytes)
+        return self.files.get(task.remote, task.local, on_bytes, task.size, self.workers)
 
 
 def _movers(repo: Any) -> _RepositoryFiles | _WorkspaceFiles:
@@ -197,7 +210,8 @@ def _run(tasks: list[FileTask], move: Callable[[FileTask, Callable[[int], None]]
                 size = move(task, lambda nbytes: bar.add(nbytes=nbytes))
             except FileFailed as exc:
                 with lock:
-                    failures[task] = Failure(task, exc.answer, attempts[task], exc.retry, exc.status)
+                    failures[task] = Failure(task, exc.answer, attempts[task], exc.retry, exc.status,
+                                             exc.error_code)
                 return
             except auth.WorkspaceAuthError as exc:  # every other file would fail the same way
                 with lock:
@@ -348,10 +362,12 @@ def _walk(repo: Any, path: str, lister: ThreadPoolExecutor) -> tuple[list[Any], 
     Folders of one level are listed in parallel."""
     if path:
         top = repo.list_artifacts(path)
-        if not top:
+        if not top:  # a single file: its size comes from its folder's listing
             from mlflow.entities import FileInfo
 
-            return [FileInfo(path, False, None)], [], False
+            parent = posixpath.dirname(path)
+            sizes = {info.path: info.file_size for info in repo.list_artifacts(parent or None) if not info.is_dir}
+            return [FileInfo(path, False, sizes.get(path))], [], False
         levels = [(path, top)]
     else:
         levels = [("", repo.list_artifacts(None))]
