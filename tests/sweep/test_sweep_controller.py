@@ -329,6 +329,9 @@ def test_cli_create_stream_then_show_and_download_the_best_trial(tmp_path, local
     assert record["best_trial"] == "cli-sweep_1" and record["score"] == pytest.approx(1 + 1 / 3)
     assert record["best_child_run_id"] == record["trials"][1]["run_id"]
 
+    streamed = runner.invoke(job_cli, ["stream", "-n", "cli-sweep"])  # the parent's console: the controller log
+    assert streamed.exit_code == 0 and "[CONTROLLER][INFO]Best job 'cli-sweep_1'" in streamed.stdout
+
     fetched = runner.invoke(job_cli, ["download", "-n", "cli-sweep", "--all", "--download-path", str(tmp_path / "dl")])
     assert fetched.exit_code == 0, fetched.output
     folder = tmp_path / "dl" / "cli-sweep"

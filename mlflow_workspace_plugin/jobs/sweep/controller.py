@@ -40,6 +40,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 from mlflow.utils.time import get_current_time_millis
 
+from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
 from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG, WatchedRun
 from mlflow_workspace_plugin.compute.registry import executor_for
 from mlflow_workspace_plugin.jobs.job_names import (
@@ -62,7 +63,6 @@ from mlflow_workspace_plugin.workspace import Workspace
 _logger = logging.getLogger("mlflow.projects.azureml")
 
 POLL_SECONDS = 1.0  # how often the running trials' metric histories are read
-LOG_UPLOAD_SECONDS = 10.0  # how often the controller log is re-uploaded while it changes
 CANCEL_WAIT_SECONDS = 90.0  # how long the end of the sweep waits for cancelled trials to end
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -283,7 +283,7 @@ class _Controller:
         self._generation_done = False
         self._cancellers: list[threading.Thread] = []
         self._scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-sweep-{parent_run_id[:8]}-"))
-        self.log = ControllerLog(client, parent_run_id, self._scratch, echo=stream, upload_every=LOG_UPLOAD_SECONDS)
+        self.log = ControllerLog(client, parent_run_id, self._scratch, echo=stream, upload_every=log_sync_interval())
         self._thread = threading.Thread(target=self._run, name=f"mlflow-ws-sweep-{parent_run_id[:8]}", daemon=True)
 
     # ---------------------------------------------------------------- control

@@ -4,12 +4,14 @@ One line per event, ``[<UTC time>][<COMPONENT>][<LEVEL>]<message>``, components 
 ``hyperdrive.txt``: ``GENERATOR`` (what was sampled), ``SCHEDULER`` (which trial started as which run),
 ``EARLY_TERMINATION`` (which trial was cancelled and the numbers that decided it), ``CONTROLLER``
 (limits, cancels, the end and the best trial). The file is uploaded to the parent run every
-``upload_every`` seconds while it changes, and once more at the end.
+``upload_every`` seconds while it changes, and once more at the end; it is also the parent's console log
+(``user_logs/std_log.txt``), so ``mlflow-workspace job stream`` of a sweep follows it.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -17,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlflow import MlflowClient
+
+from mlflow_workspace_plugin.capture.names import LOG_ARTIFACT_DIR, LOG_ARTIFACT_NAME
 
 ARTIFACT_DIR = "azureml-logs"
 FILE_NAME = "hyperdrive.txt"
@@ -40,6 +44,8 @@ class ControllerLog:
         self.path = Path(folder) / FILE_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
+        self._console_copy = Path(folder) / LOG_ARTIFACT_DIR / LOG_ARTIFACT_NAME
+        self._console_copy.parent.mkdir(exist_ok=True)
         self._echo = echo
         self._upload_every = upload_every
         self._lock = threading.Lock()
@@ -81,7 +87,10 @@ class ControllerLog:
             self._dirty = False
             self._last_upload = time.monotonic()
         try:
+            with self._lock:
+                shutil.copyfile(self.path, self._console_copy)
             self._client.log_artifact(self._run_id, str(self.path), ARTIFACT_DIR)
+            self._client.log_artifact(self._run_id, str(self._console_copy), LOG_ARTIFACT_DIR)
         except Exception as error:  # the sweep matters more than its log
             self._dirty = True
             _logger.warning("mlflow-workspace: could not upload the sweep log %s: %s", ARTIFACT_PATH, error)
