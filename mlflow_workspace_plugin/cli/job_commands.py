@@ -181,7 +181,9 @@ def download(name: str, what: str, output_name: str | None, download_path: str) 
     destination = Path(download_path) / name
     destination.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination),
+        folder = destination / Path(path).parent  # keep the run's layout: outputs/<name>/ stays there
+        folder.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(folder),
                                             tracking_uri=client.tracking_uri)
     click.echo(str(destination))
 

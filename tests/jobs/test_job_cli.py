@@ -114,6 +114,11 @@ def test_create_stream_with_overrides_then_show_download_and_list(echo_job, env,
     assert (target / ok_name / "outputs" / "out" / "msg.txt").read_text() == "overridden\n"
     assert "message overridden" in (target / ok_name / "user_logs" / "std_log.txt").read_text()
     assert not (target / ok_name / "snapshot").exists()          # --outputs (default): outputs and logs only
+    only = cli("job", "download", "-n", ok_name, "--output-name", "out", "--download-path", str(tmp_path / "only"),
+               env=env, cwd=tmp_path)
+    assert only.returncode == 0, only.stderr
+    assert (tmp_path / "only" / ok_name / "outputs" / "out" / "msg.txt").read_text() == "overridden\n"
+    assert not (tmp_path / "only" / ok_name / "user_logs").exists()
 
     listed = cli("job", "list", "--experiment", "cli-jobs", env=env, cwd=tmp_path)
     rows = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines()[1:]}
