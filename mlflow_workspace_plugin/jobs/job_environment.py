@@ -106,7 +106,7 @@ def _conda_file(job: CommandJob, private_dir: Callable[[], Path]) -> Path | None
 
 def _check_manager(job: CommandJob, manager: str) -> None:
     if manager == CONDA:
-        from mlflow_workspace_plugin.projects.environment import conda_executable
+        from mlflow_workspace_plugin.execution.environments import conda_executable
 
         if conda_executable() is None:
             raise JobLaunchError.at(job.source_file, "environment.conda_file",

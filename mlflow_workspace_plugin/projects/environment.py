@@ -25,6 +25,7 @@ from mlflow_workspace_plugin.compute.environment import (
     EnvironmentSpec,
     PreparedEnvironment,
 )
+from mlflow_workspace_plugin.execution.environments import conda_executable
 from mlflow_workspace_plugin.execution.requirements import project_requirements
 from mlflow_workspace_plugin.projects.backend_config import BackendConfig
 
@@ -72,16 +73,6 @@ def choose_environment(project: Project, config: BackendConfig) -> str:
             "`pip install uv`, or use --env-manager virtualenv or local"
         )
     return manager
-
-
-def conda_executable() -> str | None:
-    """Path of the conda executable MLflow would use, if it exists."""
-    from mlflow.utils.conda import get_conda_bin_executable
-
-    candidate = get_conda_bin_executable("conda")
-    if os.path.isabs(candidate):
-        return candidate if os.access(candidate, os.X_OK) else None
-    return shutil.which(candidate)
 
 
 def ensure_conda() -> None:
