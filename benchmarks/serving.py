@@ -44,13 +44,14 @@ def register_models(uri: str) -> None:
 
 
 def start_plain_server(model_dir: str, port: int, log: Path) -> subprocess.Popen:
-    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    bin_dir = Path(sys.executable).parent  # `mlflow models serve` execs `uvicorn` from PATH
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
-        process = subprocess.Popen([mlflow_cli, "models", "serve", "-m", model_dir, "-h", "127.0.0.1", "-p",
-                                    str(port), "--env-manager", "local"], stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", model_dir, "-h", "127.0.0.1",
+                                    "-p", str(port), "--env-manager", "local"], stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env=env)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
                 return process
