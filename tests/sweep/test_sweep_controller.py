@@ -90,49 +90,69 @@ def wait_ended(handle, timeout: float = 240) -> None:
     assert handle.wait_for(timeout), f"sweep {handle.name} still {handle.get_status()} after {timeout} s"
 
 
-def test_grid_sweep_runs_its_grid_counts_failures_and_picks_the_best(tmp_path, local_tracking):
-    spec = load_sweep(write_sweep(tmp_path / "grid", """\
-        type: sweep
-        sampling_algorithm: grid
+def test_grid_sweep_from_the_cli_runs_its_grid_counts_failures_and_picks_the_best(tmp_path, local_tracking):
+    """The preview spelling through `job create --stream`, then checked in the store and with show/stream/download."""
+    path = write_sweep(tmp_path / "grid", """\
+        type: sweep_job
+        algorithm: grid
         trial:
-          code: .
-          command: python trial.py --case ${{search_space.case}}
+          code: {local_path: .}
+          command: python trial.py --case {search_space.case}
         search_space:
           case: {type: choice, values: [worse, fail, good]}
         objective: {primary_metric: loss, goal: minimize}
-        limits: {max_total_trials: 10, max_concurrent_trials: 2}
+        max_total_trials: 10
+        max_concurrent_trials: 2
         experiment_name: sweep-grid
-        """))
-    handle = run_sweep(spec)
-    wait_ended(handle)
-    client = MlflowClient(local_tracking)
-    parent = client.get_run(handle.run_id)
-    runs = children(client, handle.run_id)
+        """)
+    runner = CliRunner()
+    created = runner.invoke(job_cli, ["create", "-f", str(path), "--stream", "--name", "grid-sweep"])
+    assert created.exit_code == 0, created.output
+    assert "[GENERATOR][INFO]All jobs generated: the search space is exhausted after 3 jobs." in created.stderr
+    assert "sweep job grid-sweep Completed" in created.stderr and "best trial grid-sweep_2" in created.stderr
 
-    assert handle.get_status() == "FINISHED" and parent.info.status == "FINISHED"
-    assert parent.info.run_name == handle.name and parent.data.tags["runTemplate"] == "HyperDrive"
-    assert parent.data.tags["space_size"] == "3"
+    client = MlflowClient(local_tracking)
+    parent = find_job(client, "grid-sweep")
+    runs = children(client, parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "grid-sweep"
+    assert parent.data.tags["runTemplate"] == "HyperDrive" and parent.data.tags["space_size"] == "3"
     # exactly the grid, once each, as child runs named <sweep>_<index> with the value as a param
     assert [run.data.params["case"] for run in runs] == ["worse", "fail", "good"]
-    assert [run.info.run_name for run in runs] == [f"{handle.name}_{i}" for i in range(3)]
+    assert [run.info.run_name for run in runs] == [f"grid-sweep_{i}" for i in range(3)]
     assert {run.info.experiment_id for run in runs} == {parent.info.experiment_id}
     assert [run.info.status for run in runs] == ["FINISHED", "FAILED", "FINISHED"]
     assert max_overlap(runs) <= 2
     summary = parent.data.tags[SUMMARY_TAG]
     assert '"trials": 3' in summary and '"failed": 1' in summary and '"finished": 2' in summary
-
     good = runs[2]
-    scores = {run.info.run_id: min(history(client, run.info.run_id), default=None) for run in runs}
-    assert scores[good.info.run_id] == pytest.approx(1.0 + 1 / 3)
+    best_value = min(history(client, good.info.run_id))
+    assert best_value == pytest.approx(1.0 + 1 / 3) and min(history(client, runs[0].info.run_id)) > best_value
     assert parent.data.tags[BEST_RUN_TAG] == good.info.run_id
-    assert float(parent.data.tags[SCORE_TAG]) == scores[good.info.run_id]
-    assert parent.data.metrics["best_loss"] == scores[good.info.run_id]
+    assert float(parent.data.tags[SCORE_TAG]) == best_value == parent.data.metrics["best_loss"]
     assert parent.data.tags["best_metric_status"] == "Succeeded"
 
-    log = Path(client.download_artifacts(handle.run_id, ARTIFACT_PATH, str(tmp_path / "dl"))).read_text()
-    assert "[GENERATOR][INFO]All jobs generated: the search space is exhausted after 3 jobs." in log
-    assert f"Scheduling job, id='{handle.name}_2'" in log
-    assert "ended FAILED" in log and f"Best job '{handle.name}_2'" in log
+    shown = runner.invoke(job_cli, ["show", "-n", "grid-sweep"])
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.stdout)
+    assert record["type"] == "sweep" and record["status"] == "Completed"
+    assert record["objective"] == {"name": "loss", "goal": "minimize"}
+    assert [(t["index"], t["name"], t["params"]["case"], t["status"]) for t in record["trials"]] == [
+        (0, "grid-sweep_0", "worse", "Completed"), (1, "grid-sweep_1", "fail", "Failed"),
+        (2, "grid-sweep_2", "good", "Completed")]
+    assert record["trials"][2]["best_loss"] == best_value and record["trials"][1]["best_loss"] is None
+    assert record["best_trial"] == "grid-sweep_2" and record["score"] == best_value
+
+    streamed = runner.invoke(job_cli, ["stream", "-n", "grid-sweep"])  # the parent's console: the controller log
+    assert streamed.exit_code == 0 and "[CONTROLLER][INFO]Best job 'grid-sweep_2'" in streamed.stdout
+    assert "[SCHEDULER][INFO]Scheduling job, id='grid-sweep_1'" in streamed.stdout
+
+    fetched = runner.invoke(job_cli, ["download", "-n", "grid-sweep", "--all", "--download-path", str(tmp_path / "dl")])
+    assert fetched.exit_code == 0, fetched.output
+    folder = tmp_path / "dl" / "grid-sweep"
+    assert (folder / "outputs" / "case.txt").read_text() == "good"  # the best trial's output
+    assert (folder / "user_logs" / "std_log.txt").is_file()
+    log = (folder / ARTIFACT_PATH).read_text()
+    assert "ended FAILED" in log and "Best job 'grid-sweep_2'" in log
 
 
 def test_random_sweep_with_a_seed_samples_the_same_trials_again(tmp_path, local_tracking):
@@ -296,48 +316,6 @@ def test_bad_input_fails_before_any_run_exists(tmp_path, local_tracking):
     with pytest.raises(Exception, match="'my-sweep' already exists"):
         run_sweep(load_sweep(path))
     assert len(client.search_runs([experiment.experiment_id])) == len(before) == 2
-
-
-def test_cli_create_stream_then_show_and_download_the_best_trial(tmp_path, local_tracking):
-    path = write_sweep(tmp_path / "cli", """\
-        type: sweep_job
-        algorithm: grid
-        trial:
-          code: {local_path: .}
-          command: python trial.py --case {search_space.case}
-        search_space:
-          case: {type: choice, values: [worse, good]}
-        objective: {primary_metric: loss, goal: minimize}
-        max_total_trials: 4
-        max_concurrent_trials: 2
-        experiment_name: sweep-cli
-        """)
-    runner = CliRunner()
-    created = runner.invoke(job_cli, ["create", "-f", str(path), "--stream", "--name", "cli-sweep"])
-    assert created.exit_code == 0, created.output
-    assert "[GENERATOR][INFO]All jobs generated" in created.stderr
-    assert "sweep job cli-sweep Completed" in created.stderr and "best trial cli-sweep_1" in created.stderr
-
-    shown = runner.invoke(job_cli, ["show", "-n", "cli-sweep"])
-    assert shown.exit_code == 0, shown.output
-    record = json.loads(shown.stdout)
-    assert record["type"] == "sweep" and record["status"] == "Completed"
-    assert record["objective"] == {"name": "loss", "goal": "minimize"}
-    assert [(t["index"], t["name"], t["params"]["case"], t["status"]) for t in record["trials"]] == [
-        (0, "cli-sweep_0", "worse", "Completed"), (1, "cli-sweep_1", "good", "Completed")]
-    assert record["trials"][1]["best_loss"] == pytest.approx(1 + 1 / 3)
-    assert record["best_trial"] == "cli-sweep_1" and record["score"] == pytest.approx(1 + 1 / 3)
-    assert record["best_child_run_id"] == record["trials"][1]["run_id"]
-
-    streamed = runner.invoke(job_cli, ["stream", "-n", "cli-sweep"])  # the parent's console: the controller log
-    assert streamed.exit_code == 0 and "[CONTROLLER][INFO]Best job 'cli-sweep_1'" in streamed.stdout
-
-    fetched = runner.invoke(job_cli, ["download", "-n", "cli-sweep", "--all", "--download-path", str(tmp_path / "dl")])
-    assert fetched.exit_code == 0, fetched.output
-    folder = tmp_path / "dl" / "cli-sweep"
-    assert (folder / "outputs" / "case.txt").read_text() == "good"  # the best trial's output
-    assert (folder / "user_logs" / "std_log.txt").is_file()
-    assert "Best job 'cli-sweep_1'" in (folder / "azureml-logs" / "hyperdrive.txt").read_text()
 
 
 def test_cli_detached_sweep_is_cancelled_by_job_cancel(tmp_path, local_tracking):
