@@ -58,9 +58,15 @@ class RunCapture:
         self._snapshot_thread: threading.Thread | None = None
         if snapshot_dir is not None:
             self._snapshot_thread = threading.Thread(
-                target=self._guarded, args=("snapshot upload", upload_snapshot, client, run_id, snapshot_dir),
+                target=self._guarded,
+                args=("snapshot upload", upload_snapshot, client, run_id, snapshot_dir, self.progress),
                 name=f"mlflow-ws-snapshot-{run_id[:8]}", daemon=True)
             self._snapshot_thread.start()
+
+    @property
+    def progress(self) -> bool | None:
+        """Transfer progress bars: never when the run's output is not echoed (STREAM_OUTPUT off)."""
+        return None if self.echo else False
 
     @property
     def since(self) -> float:
@@ -90,7 +96,8 @@ class RunCapture:
             status = "KILLED" if cancelled else ("FINISHED" if exit_code == 0 else "FAILED")
         if status == "KILLED":
             self.set_status(status)
-        self._guarded("outputs upload", upload_run_folders, self.client, self.run_id, self.work_dir, self.since)
+        self._guarded("outputs upload", upload_run_folders, self.client, self.run_id, self.work_dir, self.since,
+                      self.progress)
         for tee in self.tees:
             self._guarded("log upload", upload_log, self.client, self.run_id, tee.log_path)
         if self._snapshot_thread is not None:

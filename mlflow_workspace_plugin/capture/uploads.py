@@ -37,14 +37,16 @@ def files_changed_since(folder: Path, since: float) -> Iterable[Path]:
     )
 
 
-def upload_run_folders(client: MlflowClient, run_id: str, work_dir: Path, since: float) -> list[str]:
+def upload_run_folders(client: MlflowClient, run_id: str, work_dir: Path, since: float,
+                       progress: bool | None = None) -> list[str]:
     """Upload files the run wrote under ``./outputs`` and ``./logs`` (in parallel, each file
     complete or an error naming it); return their artifact paths."""
     from mlflow_workspace_plugin.store.transfers import upload_tree
 
     changed = [path for name in CAPTURED_FOLDERS for path in files_changed_since(work_dir / name, since)]
     if changed:
-        upload_tree(client, work_dir, files=changed, run_id=run_id, tracking_uri=client.tracking_uri)
+        upload_tree(client, work_dir, files=changed, run_id=run_id, tracking_uri=client.tracking_uri,
+                    progress=progress)
     return [path.relative_to(work_dir).as_posix() for path in changed]
 
 
@@ -54,12 +56,13 @@ def upload_log(client: MlflowClient, run_id: str, log_path: Path) -> None:
         client.log_artifact(run_id, str(log_path), artifact_path=LOG_ARTIFACT_DIR)
 
 
-def upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:
+def upload_snapshot(client: MlflowClient, run_id: str, staged: Path, progress: bool | None = None) -> None:
     """Upload the staged source as ``snapshot/`` (in parallel)."""
     from mlflow_workspace_plugin.store.transfers import upload_tree
 
     if staged.is_dir() and any(staged.iterdir()):
-        upload_tree(client, staged, SNAPSHOT_ARTIFACT_DIR, run_id=run_id, tracking_uri=client.tracking_uri)
+        upload_tree(client, staged, SNAPSHOT_ARTIFACT_DIR, run_id=run_id, tracking_uri=client.tracking_uri,
+                    progress=progress)
 
 
 def mtime_floor(timestamp: float) -> float:
