@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -438,3 +439,33 @@ def test_a_sweep_ends_with_the_python_process_that_runs_it(tmp_path, local_track
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
+
+
+def test_trials_that_cannot_start_count_as_failed_and_fail_the_sweep(tmp_path, local_tracking):
+    with socket.socket() as probe:  # a port nobody listens on: every trial's input download is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = load_sweep(write_sweep(tmp_path / "unstartable", f"""\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: cat ${{{{inputs.data}}}} ${{{{search_space.case}}}}
+        inputs:
+          data: {{type: uri_file, path: "http://127.0.0.1:{port}/data.csv"}}
+        search_space:
+          case: {{type: choice, values: [a, b, c]}}
+        objective: {{primary_metric: loss, goal: minimize}}
+        limits: {{max_total_trials: 3, max_concurrent_trials: 2}}
+        experiment_name: sweep-unstartable
+        """))
+    handle = run_sweep(spec)
+    wait_ended(handle, 120)
+    assert handle.get_status() == "FAILED" and not handle.wait()
+    assert [(trial.status, trial.run_id) for trial in handle.trials] == [("FAILED", None)] * 3
+    assert all(f"127.0.0.1:{port}" in trial.error for trial in handle.trials)
+    client = MlflowClient(local_tracking)
+    parent = client.get_run(handle.run_id)
+    assert parent.info.status == "FAILED" and '"failed": 3' in parent.data.tags[SUMMARY_TAG]
+    assert children(client, handle.run_id) == []
+    assert sum("[SCHEDULER][ERROR]Failed to schedule job" in line for line in handle.log_lines) == 3
