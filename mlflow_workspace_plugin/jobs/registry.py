@@ -71,7 +71,8 @@ def get_job(client: MlflowClient, name: str) -> Run:
 
 
 def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_results: int = 100) -> list[Run]:
-    """Jobs, newest first, optionally of one experiment (an unknown experiment is an error)."""
+    """Top-level jobs, newest first, optionally of one experiment (an unknown experiment is an
+    error). A sweep's trials are listed by ``job show`` of the sweep, not here (as in Azure)."""
     experiment_ids = None
     if experiment_name is not None:
         experiment = client.get_experiment_by_name(experiment_name)
@@ -79,8 +80,9 @@ def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_resu
             known = ", ".join(sorted(e.name for e in client.search_experiments())) or "(none)"
             raise MlflowException(f"No experiment named {experiment_name!r}; experiments: {known}")
         experiment_ids = [experiment.experiment_id]
-    return _search(client, f"tags.`{JOB_NAME_TAG}` != ''", max_results=max_results,
+    runs = _search(client, f"tags.`{JOB_NAME_TAG}` != ''", max_results=max_results,
                    experiment_ids=experiment_ids, view=ViewType.ACTIVE_ONLY)
+    return [run for run in runs if "azureml.sweep.trial_index" not in run.data.tags]
 
 
 def _search(client: MlflowClient, filter_string: str, *, max_results: int,

@@ -52,3 +52,13 @@ __all__ = [
     "sweep_from_mapping",
     "trial_score",
 ]
+
+
+def __getattr__(name: str):
+    """``run_sweep`` / ``SweepHandle`` (the controller) are imported on first use: loading a sweep
+    file does not load the execution path."""
+    if name in ("run_sweep", "SweepHandle"):
+        from mlflow_workspace_plugin.jobs.sweep import controller
+
+        return getattr(controller, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
