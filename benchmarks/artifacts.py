@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tracking"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / sub) for sub in ("tracking", "")]
 
 import ws_servers  # noqa: E402
 

@@ -32,7 +32,7 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tracking"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / sub) for sub in ("tracking", "")]
 
 import requests  # noqa: E402
 import ws_servers  # noqa: E402

@@ -42,3 +42,34 @@ def local_tracking(isolated_workspace) -> str:
     uri = Workspace.from_config().get_mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+# ---------------------------------------------------------------- Ray (one head per test session)
+@pytest.fixture(scope="session")
+def ray_head():
+    """One real loopback Ray head shared by every test that needs it, started on first use."""
+    pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
+    from mlflow_workspace_plugin.compute.ray_head import LocalRayHead
+
+    head = LocalRayHead(num_cpus=2).start(timeout=180)
+    try:
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture
+def ray_workspace(ray_head, tmp_path, monkeypatch) -> str:
+    """A local workspace (reachable by the jobs: same machine) with the Ray targets; returns its
+    tracking URI, already set in MLflow and through ``MLFLOW_WORKSPACE_CONFIG``."""
+    from ray_cluster import compute_targets, write_workspace
+
+    from mlflow_workspace_plugin import Workspace
+
+    config = write_workspace(tmp_path / "workspace", compute_targets(ray_head.address))
+    monkeypatch.setenv("MLFLOW_WORKSPACE_CONFIG", str(config))
+    uri = Workspace.from_config().get_mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+

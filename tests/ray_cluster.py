@@ -1,5 +1,6 @@
-"""Fixtures for Ray compute tests: one real local Ray head per session (loopback only), and a
-workspace config whose compute targets point at it.
+"""Helpers for Ray tests: compute targets pointing at the session's Ray head, workspace configs,
+job API access. The fixtures themselves (``ray_head``: one real loopback head per test session,
+``ray_workspace``) live in ``tests/conftest.py`` so that every test module shares the one head.
 
 The head is started by :class:`mlflow_workspace_plugin.compute.ray_head.LocalRayHead` (free
 ports, ``--num-cpus 2``, private ``--temp-dir``, new session, readiness poll of ``/api/version``)
@@ -14,19 +15,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from helpers import free_port
 
-from mlflow_workspace_plugin.compute.ray_head import LocalRayHead, free_port
+from mlflow_workspace_plugin.compute.ray_head import LocalRayHead
 
 SYSTEM_PYTHON_WITHOUT_PLUGIN = Path("/usr/bin/python3")
-
-
-@pytest.fixture(scope="session")
-def ray_head():
-    head = LocalRayHead(num_cpus=2).start(timeout=90)
-    try:
-        yield head
-    finally:
-        head.stop()
 
 
 def compute_targets(address: str) -> dict:
@@ -51,19 +44,6 @@ def write_workspace(folder: Path, compute: dict) -> Path:
     config.write_text(json.dumps({"workspace_name": "t", "local_path": str(folder / "store"),
                                   "compute": compute}), encoding="utf-8")
     return config
-
-
-@pytest.fixture
-def ray_workspace(ray_head, tmp_path, monkeypatch) -> str:
-    """A local workspace (reachable by the jobs: same machine) with the Ray targets; returns its
-    tracking URI, already set in MLflow and through ``MLFLOW_WORKSPACE_CONFIG``."""
-    from mlflow_workspace_plugin import Workspace
-
-    config = write_workspace(tmp_path / "workspace", compute_targets(ray_head.address))
-    monkeypatch.setenv("MLFLOW_WORKSPACE_CONFIG", str(config))
-    uri = Workspace.from_config().get_mlflow_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    return uri
 
 
 def job_client(head: LocalRayHead):

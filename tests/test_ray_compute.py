@@ -20,14 +20,7 @@ pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip inst
                                                  "Ray compute tests need a real Ray head")
 
 from helpers import artifact_paths, read_artifact, write_project  # noqa: E402
-from ray_cluster import (  # noqa: E402,F401  (fixtures)
-    compute_targets,
-    job_client,
-    ray_head,
-    ray_workspace,
-    wait_for_log,
-    write_workspace,
-)
+from ray_cluster import compute_targets, job_client, wait_for_log, write_workspace  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -13,19 +13,13 @@ import time
 
 import mlflow
 import requests
-from helpers import write_json
+from helpers import free_port, write_json
 
 CLI = [sys.executable, "-m", "mlflow_workspace_plugin.cli"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_info_and_uri_local_default(isolated_workspace):

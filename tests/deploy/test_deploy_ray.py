@@ -9,7 +9,7 @@ import pytest
 import requests
 import sklearn
 from mlflow.deployments import get_deploy_client
-from ray_cluster import ray_head, write_workspace
+from ray_cluster import write_workspace
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression
 
@@ -38,17 +38,28 @@ def serve_workspace(ray_head, tmp_path, monkeypatch):
     return uri
 
 
+def put_other_application(address: str, serve_port: int, tracking_uri: str) -> None:
+    """Another application on the cluster (an empty router: no CPU), deployed before ours."""
+    other = {"name": "other-app", "route_prefix": "/other-app", "import_path": "mlflow_workspace_plugin.deploy.ray_app:build",
+             "args": {"endpoint": "other-app", "tracking_uri": tracking_uri, "deployments": {}}}
+    response = requests.put(f"{address}/api/serve/applications/", timeout=60, json={
+        "http_options": {"host": "127.0.0.1", "port": serve_port}, "applications": [other]})
+    assert response.status_code == 200, response.text
+
+
 def test_ray_serve_deployment(serve_workspace, ray_head):
     client = get_deploy_client(serve_workspace)
     serve_port = free_port()
+    put_other_application(ray_head.address, serve_port, serve_workspace)
     rows = load_diabetes(as_frame=True).data.head(3)
     created = client.create_deployment("rblue", "models:/ray-diabetes/1", config={
-        "compute": "serve-cluster", "cpus_per_instance": 0.25, "serve_http_port": serve_port, "timeout": 240})
+        "compute": "serve-cluster", "cpus_per_instance": 0.25, "timeout": 240})
     try:
         assert created["state"] == "Healthy" and created["compute"] == "serve-cluster"
         assert created["scoring_uri"] == f"http://127.0.0.1:{serve_port}/rblue/invocations"
         apps = requests.get(f"{ray_head.address}/api/serve/applications/", timeout=30).json()["applications"]
         assert apps["rblue"]["status"] == "RUNNING" and "model-rblue" in apps["rblue"]["deployments"]
+        assert "other-app" in apps  # kept by the GET-merge-PUT
         assert "key_sha256" in apps["rblue"]["deployed_app_config"]["args"]
         keys = client.get_endpoint("rblue")["keys"]
         assert keys["primary_key"] not in str(apps)  # only digests reach the cluster
@@ -69,5 +80,5 @@ def test_ray_serve_deployment(serve_workspace, ray_head):
         client.delete_deployment("rblue")
     client.delete_deployment("rblue")  # idempotent
     apps = requests.get(f"{ray_head.address}/api/serve/applications/", timeout=30).json()["applications"]
-    assert "rblue" not in apps
+    assert "rblue" not in apps and "other-app" in apps  # the cluster's other application was kept
     assert client.list_endpoints() == []

@@ -285,7 +285,7 @@ def test_a_docker_image_or_azureml_environment_gives_one_warning_naming_what_is_
 
 
 # ------------------------------------------------------------------ Ray
-from ray_cluster import job_client, ray_head, ray_workspace  # noqa: E402,F401  (fixtures)
+from ray_cluster import job_client  # noqa: E402  (fixtures ray_head / ray_workspace: tests/conftest.py)
 
 
 def test_job_on_the_ray_head_and_cancel_through_the_compute_target(ray_workspace, ray_head, tmp_path):

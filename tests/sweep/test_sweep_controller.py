@@ -368,7 +368,7 @@ def still_running(identity: str) -> bool:
 
 
 # ------------------------------------------------------------------ Ray
-from ray_cluster import ray_head, ray_workspace  # noqa: E402,F401  (fixtures)
+# (fixtures ray_head / ray_workspace: tests/conftest.py)
 
 
 def test_sweep_on_the_ray_head_runs_every_trial_as_a_ray_job(ray_workspace, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import requests
 from helpers import write_project
 from mlflow import MlflowClient
-from ray_cluster import job_client, ray_head  # noqa: F401 - session fixture
+from ray_cluster import job_client
 
 pytestmark = pytest.mark.slow
 

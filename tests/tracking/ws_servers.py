@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from helpers import free_port, stop_process  # noqa: F401 - re-exported for the tracking tests
 
 HERE = Path(__file__).resolve().parent
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
@@ -27,32 +28,8 @@ SCOPE_PATH = (f"subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/pro
               f"Microsoft.MachineLearningServices/workspaces/{WORKSPACE}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def workspace_uri(port: int, scope_path: str = SCOPE_PATH) -> str:
     return f"azureml://127.0.0.1:{port}/mlflow/v1.0/{scope_path}"
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM the process group we created for ``proc``; SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
 
 
 def _child_env() -> dict[str, str]:
