@@ -53,7 +53,7 @@ class RayServeEndpoints:
             raise DeploymentError(f"Endpoint {record.name!r}: a Ray Serve endpoint supports auth_mode 'key' only")
         address = self._address(record.compute)
         details = self._details(address)
-        running = details.get("http_options") if details.get("applications") else None
+        running = details.get("http_options") if details.get("controller_info") else None  # Serve is up
         host = urlsplit(address).hostname or "127.0.0.1"
         http_host = (running or {}).get("host") or ("127.0.0.1" if host in _LOOPBACK else "0.0.0.0")
         port = (running or {}).get("port") or record.ray.get("serve_port") or DEFAULT_SERVE_PORT
@@ -72,7 +72,7 @@ class RayServeEndpoints:
             if record.deployments:
                 apps.append(self._app_config(record))
             http = {"host": record.ray["http_host"], "port": record.ray["serve_port"]}
-            if details.get("applications") and details.get("http_options"):
+            if details.get("controller_info") and details.get("http_options"):  # Serve keeps its options
                 http = {k: details["http_options"][k] for k in ("host", "port") if k in details["http_options"]}
             response = _request("PUT", address, json={"http_options": http, "applications": apps})
             if response.status_code != 200:

@@ -22,6 +22,7 @@ import mlflow
 import pandas as pd
 import pytest
 import sklearn
+from mlflow.tracking import fluent
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from sklearn.datasets import load_diabetes, load_iris
@@ -79,6 +80,7 @@ def deploy_ws(tmp_path_factory) -> DeployWorkspace:
         client.create_model_version("no-flavor", source=f"{run.info.artifact_uri}/plain", run_id=run.info.run_id)
     finally:
         tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        fluent._active_experiment_id = None  # the experiment belongs to this workspace only
     yield DeployWorkspace(folder, uri, iris_file, iris.data.head(5), diabetes.data.head(5))
     stop_everything(folder / "deployments")
 

@@ -30,6 +30,7 @@ def serve_workspace(ray_head, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_WORKSPACE_CONFIG", str(config))
     uri = Workspace.from_config().get_mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("ray-deploy")
     diabetes = load_diabetes(as_frame=True)
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(LinearRegression().fit(diabetes.data, diabetes.target), name="model",
