@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from mlflow_workspace_plugin.capture.names import (  # noqa: F401 - re-exported
     CAPTURED_FOLDERS,
+    JOB_DATA_DIR,
     LOG_ARTIFACT_DIR,
     LOG_ARTIFACT_NAME,
     SNAPSHOT_ARTIFACT_DIR,
@@ -60,9 +61,13 @@ def upload_snapshot(client: MlflowClient, run_id: str, staged: Path, progress: b
     """Upload the staged source as ``snapshot/`` (in parallel)."""
     from mlflow_workspace_plugin.store.transfers import upload_tree
 
-    if staged.is_dir() and any(staged.iterdir()):
-        upload_tree(client, staged, SNAPSHOT_ARTIFACT_DIR, run_id=run_id, tracking_uri=client.tracking_uri,
-                    progress=progress)
+    if not staged.is_dir():
+        return
+    files = [path for path in staged.rglob("*")
+             if path.is_file() and path.relative_to(staged).parts[0] != JOB_DATA_DIR]
+    if files:
+        upload_tree(client, staged, SNAPSHOT_ARTIFACT_DIR, files=files, run_id=run_id,
+                    tracking_uri=client.tracking_uri, progress=progress)
 
 
 def mtime_floor(timestamp: float) -> float:

@@ -8,7 +8,8 @@ What a job becomes (everything is checked before any run exists):
   of it (the snapshot's files, ignore rules applied), as a remote job does, so concurrent jobs (sweep
   trials) never share ``./outputs`` and your folder stays clean;
 - **command**: placeholders rendered (shell-quoted): inputs materialised (:mod:`.inputs`; downloads into a
-  private folder), ``${{outputs.x}}`` = ``<working dir>/outputs/x`` (uploaded as ``outputs/x/``),
+  private folder; for a remote job the data travels in its source package under ``.mlflow-job/``),
+  ``${{outputs.x}}`` = ``<working dir>/outputs/x`` (uploaded as ``outputs/x/``),
   ``${{search_space.x}}`` from ``search_values``;
 - **processes**: one per rank for distributed jobs (:mod:`.process_plan`);
 - **environment**: :mod:`.job_environment`; ``environment_variables`` go to the command;
@@ -46,6 +47,7 @@ from mlflow.utils.mlflow_tags import (
 )
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+from mlflow_workspace_plugin.capture.names import JOB_DATA_DIR
 from mlflow_workspace_plugin.capture.snapshot import collect_snapshot
 from mlflow_workspace_plugin.capture.uploads import stage_snapshot
 from mlflow_workspace_plugin.compute.handles import WatchedRun
@@ -153,8 +155,12 @@ def prepare_job(
         mpirun = check_launchable(job)
         code = job.code or job.source_file.parent
         snapshot = collect_snapshot(code)  # the snapshot limits, before anything is copied
-        source_dir = code if remote else stage_snapshot(snapshot, private_dir() / "code")
-        values = input_values(job, private_dir, tracking_uri)
+        travelling = remote and any(needs_data_on_cluster(spec) for spec in job.inputs.values())
+        source_dir = code if remote and not travelling else stage_snapshot(snapshot, private_dir() / "code")
+        if travelling:  # the data goes to the cluster inside the job's source package
+            values = remote_input_values(job, Path(source_dir), tracking_uri)
+        else:
+            values = input_values(job, private_dir, tracking_uri)
         values.update(output_values(job, source_dir, remote))
         values.update({f"search_space.{key}": scalar_text(value) for key, value in (search_values or {}).items()})
         command = render_command(job.command, values)
@@ -207,6 +213,31 @@ def input_values(job: CommandJob, private_dir: Callable[[], Path], tracking_uri:
             continue
         folder = private_dir() if needs_private_copy(spec) else job.source_file.parent  # (not written to)
         values[f"inputs.{name}"] = materialize_input(spec, folder, tracking_uri, source_file=job.source_file)
+    return values
+
+
+def needs_data_on_cluster(spec: LiteralInput | DataInput) -> bool:
+    """Whether a remote job needs ``spec``'s data sent along (everything but literals and direct URIs)."""
+    return isinstance(spec, DataInput) and spec.present and spec.mode != "direct"
+
+
+def remote_input_values(job: CommandJob, staged_code: Path, tracking_uri: str) -> dict[str, str | None]:
+    """For a remote job: data inputs are copied / downloaded into the staged source under
+    ``.mlflow-job/inputs/<name>`` (so they travel in the job's package, within the snapshot limits)
+    and the command gets their path relative to the job's working folder."""
+    data_root = staged_code / JOB_DATA_DIR
+    values: dict[str, str | None] = {}
+    for name, spec in job.inputs.items():
+        if not needs_data_on_cluster(spec):
+            values[f"inputs.{name}"] = (materialize_input(spec, data_root, tracking_uri, source_file=job.source_file)
+                                        if spec.present else None)
+            continue
+        copy = spec.model_copy(update={"mode": "download"}) if spec.mode != "download" else spec
+        local = Path(materialize_input(copy, data_root, tracking_uri, source_file=job.source_file))
+        values[f"inputs.{name}"] = local.relative_to(staged_code).as_posix()
+    if data_root.exists():  # the staged folder already is the snapshot: no ignore rule may drop the data
+        (staged_code / ".amlignore").write_text("# staged by mlflow-workspace: already the job's snapshot\n",
+                                                encoding="utf-8")
     return values
 
 

@@ -315,3 +315,26 @@ def test_job_on_the_ray_head_and_cancel_through_the_compute_target(ray_workspace
     assert run.data.tags["azureml.cancel_reason"].startswith("canceled with")
     assert str(job_client(ray_head).get_job_status(long_job.job_id)) in ("STOPPED", "JobStatus.STOPPED")
     assert mlflow.get_tracking_uri() == ray_workspace
+
+
+def test_ray_job_takes_its_local_input_data_along(ray_workspace, ray_head, tmp_path):
+    pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / ".amlignore").write_text("*.csv\n", encoding="utf-8")  # must not drop the input
+    job_file = write(tmp_path / "job.yml", """
+        code: src
+        command: echo "path=${{inputs.rows}}" && cp ${{inputs.rows}} ${{outputs.out}}/copy.csv
+        inputs: {rows: {type: uri_file, path: data/rows.csv}}
+        outputs: {out: {}}
+        compute: azureml:fast-cluster
+        experiment_name: ray-data
+    """)
+    handle = submit_job(load_job(job_file))
+    assert handle.wait(), handle.failure_message()
+    client = MlflowClient(ray_workspace)
+    assert read_artifact(client, handle.run_id, "outputs/out/copy.csv") == "a,b\n1,2\n"
+    log = read_artifact(client, handle.run_id, "user_logs/std_log.txt")
+    assert "path=.mlflow-job/inputs/rows/rows.csv" in log  # a path inside the job's own package
+    assert not [p for p in artifact_paths(client, handle.run_id) if ".mlflow-job" in p]
