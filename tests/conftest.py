@@ -13,10 +13,12 @@ def _reset_mlflow_tracking() -> None:
 
     if mlflow.active_run() is not None:
         mlflow.end_run()
+    from mlflow.tracking import fluent
     from mlflow.tracking._model_registry import utils as registry_utils
 
     tracking_utils._tracking_uri = None
     registry_utils._registry_uri = None
+    fluent._active_experiment_id = None  # an experiment id of another test's store must not leak
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import REPO_ROOT
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
@@ -141,11 +142,20 @@ def test_example_iris_jobs_are_the_same_job_in_both_spellings():
     assert today.compute == "local"
 
 
-@pytest.mark.parametrize("path", sorted(p for p in EXAMPLES.rglob("*.yml") if p.name != "environment.yml"))
+EXAMPLE_FILES = sorted(p for p in EXAMPLES.rglob("*.yml") if p.name != "environment.yml")
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES)
 def test_every_example_job_loads(path):
-    job = load_job(path)
+    """Command jobs load as jobs, sweep jobs as sweeps (their trial as a command job)."""
+    if yaml.safe_load(path.read_text(encoding="utf-8")).get("type") in ("sweep", "sweep_job"):
+        from mlflow_workspace_plugin.jobs.sweep import load_sweep
+
+        job = load_sweep(path).trial_job()
+    else:
+        job = load_job(path)
+        assert job.source_file == path.resolve()
     assert job.command
-    assert job.source_file == path.resolve()
 
 
 def test_example_hello_world_is_the_seed_job():

@@ -33,14 +33,16 @@ def _start(name: str) -> str:
 
 def test_log_calls_return_without_waiting_for_the_network(workspace, fast_retries):
     run_id = _start("reliable-fast")
-    slow = workspace.door.faults.delay(1.0, path=LOG_BATCH)  # every batch takes > 1 s to answer
+    # every batch takes > 5 s to answer: calls that waited on the network could not all return
+    # before one answer came back (a behaviour bound with a wide margin, not a speed claim)
+    slow = workspace.door.faults.delay(5.0, path=LOG_BATCH)
     started = time.perf_counter()
     for step in range(1000):
         mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
     mlflow.log_param("lr", 0.01)
     mlflow.set_tag("phase", "train")
     returned = time.perf_counter() - started
-    assert returned < 1.0, f"1,000 log calls took {returned:.2f}s with a 1 s network delay"
+    assert returned < 5.0, f"1,000 log calls took {returned:.2f}s with a 5 s network delay"
     mlflow.end_run()
     assert slow.fired >= 1
     assert_exactly(workspace.server, run_id, "loss", 1000)
@@ -99,15 +101,15 @@ def test_lost_acknowledgements_are_resent_without_duplicates(workspace, fast_ret
 
 def test_429_storm_slows_the_client_down_and_nothing_is_lost(workspace, fast_retries):
     run_id = _start("reliable-429")
-    storm = workspace.door.faults.throttle(retry_after=0.5, path=LOG_BATCH, times=8)
+    storm = workspace.door.faults.throttle(retry_after=1.0, path=LOG_BATCH, times=8)
     started = time.perf_counter()
     for step in range(2000):
         mlflow.log_metric("loss", 1.0, step=step)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 8 * 1.0  # the calls returned while the storm went on
     mlflow.end_run()
     elapsed = time.perf_counter() - started
     assert storm.fired == 8
-    assert elapsed >= 8 * 0.5 * 0.9, f"Retry-After not honoured: done in {elapsed:.2f}s"
+    assert elapsed >= 8 * 1.0 * 0.9, f"Retry-After not honoured: done in {elapsed:.2f}s"
     assert_exactly(workspace.server, run_id, "loss", 2000)
 
 
