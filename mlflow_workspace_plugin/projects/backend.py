@@ -51,6 +51,10 @@ class WorkspaceProjectBackend(AbstractBackend):
                 if isinstance(exc, ExecutionException):
                     raise
                 raise ExecutionException(exc.message) from None
+            except KeyboardInterrupt:  # while starting: the lifecycle stopped it and recorded KILLED
+                _logger.error("=== Interrupted while starting: nothing is left running "
+                              "(a created run is recorded KILLED) ===")
+                raise SystemExit(INTERRUPTED_EXIT_CODE) from None
             return _run_in_foreground(handle)
 
     def _request(self, project_uri, entry_point, params, version, backend_config, tracking_uri,
