@@ -24,11 +24,13 @@ from mlflow.exceptions import MlflowException
 START_TIMEOUT_SECONDS = 600.0
 
 
-def start_supervisor(file: str, overrides: Sequence[str], name: str, env_manager: str | None) -> dict:
-    """Start the supervisor for the job in ``file``; returns its report ``{"run_id", "name"}`` once the run
-    exists, or raises :class:`MlflowException` with the supervisor's error."""
+def start_supervisor(file: str, overrides: Sequence[str], name: str, env_manager: str | None, *,
+                     module: str = __name__, what: str = "job") -> dict:
+    """Start the supervisor ``python -m <module>`` for the job (or sweep: ``what``) in ``file``; returns
+    its report ``{"run_id", "name"}`` once the run exists, or raises :class:`MlflowException` with the
+    supervisor's error."""
     read_end, write_end = os.pipe()
-    argv = [sys.executable, "-m", __name__, "--report-fd", str(write_end), "-f", str(Path(file).resolve()),
+    argv = [sys.executable, "-m", module, "--report-fd", str(write_end), "-f", str(Path(file).resolve()),
             "--name", name]
     for override in overrides:
         argv += ["--set", override]
@@ -50,7 +52,7 @@ def start_supervisor(file: str, overrides: Sequence[str], name: str, env_manager
     if "error" in message:
         raise MlflowException(message["error"])
     code = child.wait(timeout=30)
-    raise MlflowException(f"the job's supervisor process ended (exit code {code}) before the job started")
+    raise MlflowException(f"the {what}'s supervisor process ended (exit code {code}) before the {what} started")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -100,32 +98,11 @@ def final_line(handle: SweepHandle, client: MlflowClient) -> str:
 
 # ------------------------------------------------------------------ detached supervisor
 def start_supervisor(file: str, overrides: Sequence[str], name: str, env_manager: str | None) -> dict:
-    """Start the sweep in a detached supervisor; returns ``{"run_id", "name"}`` once its parent run exists,
-    or raises :class:`MlflowException` with the supervisor's error."""
-    read_end, write_end = os.pipe()
-    argv = [sys.executable, "-m", __name__, "--report-fd", str(write_end), "-f", str(Path(file).resolve()),
-            "--name", name]
-    for override in overrides:
-        argv += ["--set", override]
-    if env_manager:
-        argv += ["--env-manager", env_manager]
-    try:
-        child = subprocess.Popen(argv, pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-    finally:
-        os.close(write_end)
-    with os.fdopen(read_end, "r", encoding="utf-8") as report:
-        text = report.read()  # ends when the supervisor closes its end (once the sweep exists, or on error)
-    try:
-        message = json.loads(text) if text.strip() else {}
-    except ValueError:
-        message = {}
-    if "run_id" in message:
-        return message
-    if "error" in message:
-        raise MlflowException(message["error"])
-    code = child.wait(timeout=30)
-    raise MlflowException(f"the sweep's supervisor process ended (exit code {code}) before the sweep started")
+    """Start the sweep in a detached supervisor (this module); returns ``{"run_id", "name"}`` once its
+    parent run exists, or raises :class:`MlflowException` with the supervisor's error."""
+    from mlflow_workspace_plugin.jobs.detached import start_supervisor as start_detached
+
+    return start_detached(file, overrides, name, env_manager, module=__name__, what="sweep")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
