@@ -9,6 +9,10 @@ Fault injection: every authorised request is first offered to ``FrontDoor.faults
 (:class:`Faults`), whose rules can answer 429 with ``Retry-After``, 503, drop the connection
 before forwarding, forward and then drop the answer (a lost acknowledgement), delay, or forward
 and rewrite the answer's body (a compromised or misconfigured server).
+
+Bodies stream through in both directions (as a real gateway streams them: a 200 MB upload is never
+held in memory) unless a fault rule is installed, in which case the request body is read first so
+that rules can see it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import requests
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "content-length", "host", "authorization"}
+STREAM_BLOCK = 256 * 1024
 
 
 @dataclass
@@ -253,7 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         door = self.server.door
-        body = self._read_body()
+        streaming = not door.faults.rules and self._has_length_body()
+        body = b"" if streaming else self._read_body()
         door.count("requests")
         upstream_path = door.route(self.path)
         if upstream_path is None:
@@ -266,6 +272,9 @@ class _Handler(BaseHTTPRequestHandler):
                               {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="workspace"'}))
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if streaming:
+            self._stream(door, upstream_path, headers)
+            return
         fault = door.faults.decide(Request(self.command, upstream_path, headers, body))
         if fault is not None:
             door.count("faults")
@@ -281,6 +290,41 @@ class _Handler(BaseHTTPRequestHandler):
             answer = Reply(0, drop_connection=True)
         self._reply(answer)
 
+    def _has_length_body(self) -> bool:
+        return self.headers.get("Transfer-Encoding", "").lower() != "chunked"
+
+    def _stream(self, door: FrontDoor, upstream_path: str, headers: dict[str, str]) -> None:
+        """Forward with both bodies streamed (no fault rules installed)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        data = _BodyReader(self.rfile, length) if length else None
+        if length:
+            headers["Content-Length"] = str(length)
+        try:
+            resp = door.session().request(self.command, door.upstream + upstream_path, headers=headers,
+                                          data=data, stream=True, allow_redirects=False, timeout=120)
+        except requests.RequestException as exc:
+            door.count("upstream_errors")
+            self.close_connection = True  # the request body may be half read
+            self._reply(Reply(502, f"Bad Gateway: {type(exc).__name__}".encode()))
+            return
+        door.count("forwarded")
+        with resp:
+            size = resp.headers.get("Content-Length")
+            if size is None:  # a chunked answer: pass it on whole
+                content = resp.raw.read(decode_content=False)
+                self._reply(Reply(resp.status_code, content,
+                                  {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}))
+                return
+            self.send_response(resp.status_code)
+            for name, value in resp.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", size)
+            self.end_headers()
+            if self.command != "HEAD":
+                for block in resp.raw.stream(STREAM_BLOCK, decode_content=False):
+                    self.wfile.write(block)
+
     def _forward(self, door: FrontDoor, upstream_path: str, headers: dict[str, str], body: bytes) -> Reply:
         try:
             resp = door.session().request(self.command, door.upstream + upstream_path, headers=headers,
@@ -293,6 +337,24 @@ class _Handler(BaseHTTPRequestHandler):
         door.count("forwarded")
         out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
         return Reply(resp.status_code, content, out)
+
+
+class _BodyReader:
+    """The first ``length`` bytes of a request's body, read as the upstream request sends them."""
+
+    def __init__(self, rfile, length: int) -> None:
+        self._rfile, self._left, self._length = rfile, length, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, amount: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if amount is None or amount < 0 else min(amount, self._left)
+        data = self._rfile.read(want)
+        self._left -= len(data)
+        return data
 
 
 def main(argv: list[str] | None = None) -> None:
