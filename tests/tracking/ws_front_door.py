@@ -150,8 +150,11 @@ class Faults:
 class FrontDoor:
     """The proxy: routing, auth and forwarding; ``start()`` serves it on 127.0.0.1 in a thread."""
 
-    def __init__(self, upstream: str, scope_path: str, tokens: set[str] | None = None) -> None:
+    def __init__(self, upstream: str, scope_path: str, tokens: set[str] | None = None, *,
+                 latency: float = 0.0, plain: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
+        self.latency = latency  # seconds every request waits before it is forwarded (a link's round trip)
+        self.plain = plain  # a plain reverse proxy: every path, no token (a self-hosted server behind nginx)
         self.prefixes = tuple(f"/mlflow/{version}/{scope_path.strip('/')}" for version in ("v1.0", "v2.0"))
         self.tokens: set[str] = set(tokens or ())
         self.faults = Faults()
@@ -184,6 +187,8 @@ class FrontDoor:
     # ------------------------------------------------------------------ request handling
     def route(self, path: str) -> str | None:
         """Upstream path for an incoming path, or None if it is not under this workspace."""
+        if self.plain:
+            return path
         for prefix in self.prefixes:
             if path.startswith(prefix + "/") or path.startswith(prefix + "?"):
                 rest = path[len(prefix):]
@@ -191,6 +196,8 @@ class FrontDoor:
         return None
 
     def authorised(self, header: str | None) -> bool:
+        if self.plain:
+            return True
         scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return False
@@ -258,20 +265,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         door = self.server.door
-        streaming = not door.faults.rules and self._has_length_body()
-        body = b"" if streaming else self._read_body()
         door.count("requests")
         upstream_path = door.route(self.path)
+        allowed = upstream_path is not None and door.authorised(self.headers.get("Authorization"))
+        streaming = allowed and not door.faults.rules and self._has_length_body()
+        body = b"" if streaming else self._read_body()  # a refused request's body is read, not left behind
         if upstream_path is None:
             door.count("not_found")
             self._reply(Reply(404, b"Not Found: no such workspace", {"Content-Type": "text/plain"}))
             return
-        if not door.authorised(self.headers.get("Authorization")):
+        if not allowed:
             door.count("unauthorised")
             self._reply(Reply(401, b"Unauthorized: missing or invalid bearer token",
                               {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="workspace"'}))
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if door.latency:
+            time.sleep(door.latency)
         if streaming:
             self._stream(door, upstream_path, headers)
             return
@@ -361,11 +371,16 @@ def main(argv: list[str] | None = None) -> None:
     """Run as a process: prints ``PORT <n>`` once listening; the token comes from an env var."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--upstream", required=True)
-    parser.add_argument("--scope", required=True, help="subscriptions/.../workspaces/<ws>")
-    parser.add_argument("--token-env", required=True, help="env var holding the accepted token")
+    parser.add_argument("--scope", default="", help="subscriptions/.../workspaces/<ws>")
+    parser.add_argument("--token-env", default="", help="env var holding the accepted token")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before forwarding each request")
+    parser.add_argument("--plain", action="store_true", help="no workspace prefix, no token: a plain proxy")
     args = parser.parse_args(argv)
-    door = FrontDoor(args.upstream, args.scope, {os.environ[args.token_env]})
+    if not args.plain and not (args.scope and args.token_env):
+        parser.error("--scope and --token-env are required unless --plain")
+    door = FrontDoor(args.upstream, args.scope, {os.environ[args.token_env]} if args.token_env else set(),
+                     latency=args.latency_ms / 1000, plain=args.plain)
     server = _Server(("127.0.0.1", args.port), _Handler)
     server.door = door
     print(f"PORT {server.server_address[1]}", flush=True)

@@ -166,12 +166,19 @@ class FrontDoorProcess:
         stop_process(self.process)
 
 
-def start_front_door_process(upstream: str, token: str, timeout: float = 30.0) -> FrontDoorProcess:
-    """Run ``ws_front_door.py`` as a process; the token is passed in its env, never on argv."""
+def start_front_door_process(upstream: str, token: str | None, timeout: float = 30.0,
+                             latency_ms: float = 0.0) -> FrontDoorProcess:
+    """Run ``ws_front_door.py`` as a process; the token is passed in its env, never on argv.
+    ``token=None``: a plain proxy (no workspace prefix, no token); ``latency_ms``: each request
+    waits that long before it is forwarded (one round trip of a remote link)."""
     env = _child_env()
-    env["WS_FRONT_DOOR_TOKEN"] = token
     cmd = [sys.executable, str(HERE / "ws_front_door.py"), "--upstream", upstream,
-           "--scope", SCOPE_PATH, "--token-env", "WS_FRONT_DOOR_TOKEN"]
+           "--latency-ms", str(latency_ms)]
+    if token is None:
+        cmd.append("--plain")
+    else:
+        env["WS_FRONT_DOOR_TOKEN"] = token
+        cmd += ["--scope", SCOPE_PATH, "--token-env", "WS_FRONT_DOOR_TOKEN"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True)
     door = FrontDoorProcess(proc, 0)
