@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 SCRIPT = "print('hello from a trivial project')\n"
+LOGGING_SCRIPT = "import mlflow\nmlflow.log_metric('loss', 0.5)\nprint('logged')\n"
 MLPROJECT = 'name: trivial\nentry_points:\n  main:\n    command: "python script.py"\n'
 CONDA = "name: trivial\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n      - mlflow>=3.0,<4\n"
 
@@ -40,10 +43,24 @@ def write_projects(root: Path) -> tuple[Path, Path]:
     return plain, with_env
 
 
+def write_logging_project(root: Path) -> Path:
+    """A typical MLflow project: imports MLflow and logs a metric."""
+    folder = root / "logging"
+    folder.mkdir(parents=True)
+    (folder / "script.py").write_text(LOGGING_SCRIPT)
+    (folder / "MLproject").write_text(MLPROJECT.replace("trivial", "logging"))
+    return folder
+
+
 def timed_bare(project: Path, job_client) -> tuple[float, float]:
     """(submit->RUNNING, submit->SUCCEEDED) of a bare Ray job running the same command."""
     started = time.perf_counter()
-    job_id = job_client.submit_job(entrypoint="python script.py", runtime_env={"working_dir": str(project)})
+    import mlflow
+
+    # the same tracking store: a command that logs creates its own run there
+    env_vars = {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    job_id = job_client.submit_job(entrypoint="python script.py",
+                                   runtime_env={"working_dir": str(project), "env_vars": env_vars})
     while job_client.get_job_status(job_id) == "PENDING":
         time.sleep(0.02)
     running = time.perf_counter() - started
@@ -57,13 +74,14 @@ def timed(project: Path, kind: str, job_client) -> tuple[float, float]:
     """(submit->RUNNING, submit->FINISHED) seconds for one run of ``kind``."""
     import mlflow
 
-    if kind == "bare-ray-job":
+    if kind.startswith("bare-ray-job"):
         return timed_bare(project, job_client)
 
     backend, config = {
         "mlflow-local": ("local", {}),
         "azureml-local": ("azureml", {"USE_CONDA": False, "STREAM_OUTPUT": False}),
         "azureml-ray": ("azureml", {"COMPUTE": "ray-inherit", "STREAM_OUTPUT": False}),
+        "azureml-ray-logging": ("azureml", {"COMPUTE": "ray-inherit", "STREAM_OUTPUT": False}),
         "azureml-ray-pip": ("azureml", {"COMPUTE": "ray-pip", "STREAM_OUTPUT": False}),
     }[kind]
     extra = {"env_manager": "local"} if kind in ("mlflow-local", "azureml-local") else {}
@@ -76,7 +94,20 @@ def timed(project: Path, kind: str, job_client) -> tuple[float, float]:
             time.sleep(0.02)
         running = time.perf_counter() - started
     assert submitted.wait(), f"{kind} run {submitted.run_id} did not finish"
-    return running, time.perf_counter() - started
+    finished = time.perf_counter() - started
+    if kind in RUNNER_OVERHEAD:
+        RUNNER_OVERHEAD[kind].append(runner_overhead(job_client.get_job_logs(submitted.job_id)))
+    return running, finished
+
+
+RUNNER_OVERHEAD: dict[str, list[tuple[float, float]]] = {"azureml-ray": [], "azureml-ray-logging": []}
+
+
+def runner_overhead(log: str) -> tuple[float, float]:
+    """(before, after the command) seconds from the job runner's last line."""
+    found = re.search(r"job runner overhead: ([0-9.]+) s before the command, ([0-9.]+) s after it", log)
+    assert found, f"no job runner overhead line in the job log:\n{log[-1500:]}"
+    return float(found.group(1)), float(found.group(2))
 
 
 def main() -> None:
@@ -84,6 +115,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-remote-"))
+    # MLflow's own local backend starts asynchronous runs as an `mlflow run` subprocess found on
+    # PATH: give the baseline this interpreter's `mlflow` when the venv is not activated
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
     import mlflow
     from ray.job_submission import JobSubmissionClient
@@ -92,6 +126,7 @@ def main() -> None:
     from mlflow_workspace_plugin.compute.ray_head import LocalRayHead
 
     plain, with_env = write_projects(scratch / "projects")
+    logging_project = write_logging_project(scratch / "projects")
     with LocalRayHead(num_cpus=2) as head:
         config = scratch / "config.json"
         config.write_text(json.dumps({"workspace_name": "bench", "local_path": str(scratch / "ws"), "compute": {
@@ -100,25 +135,35 @@ def main() -> None:
         os.environ["MLFLOW_WORKSPACE_CONFIG"] = str(config)
         mlflow.set_tracking_uri(Workspace.from_config().get_mlflow_tracking_uri())
         client = JobSubmissionClient(head.address)
-        kinds = ("mlflow-local", "azureml-local", "bare-ray-job", "azureml-ray")
+        kinds = {"mlflow-local": plain, "azureml-local": plain, "bare-ray-job": plain, "azureml-ray": plain,
+                 "bare-ray-job-logging": logging_project, "azureml-ray-logging": logging_project}
         results: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
-        for kind in kinds:  # warm-up: imports, SQLite, Ray worker start
-            timed(plain, kind, client)
+        for kind, project in kinds.items():  # warm-up: imports, SQLite, Ray worker start
+            timed(project, kind, client)
+        for values in RUNNER_OVERHEAD.values():
+            values.clear()
         cold_pip = timed(with_env, "azureml-ray-pip", client)
         for _ in range(args.runs):
-            for kind in kinds:
-                results[kind].append(timed(plain, kind, client))
+            for kind, project in kinds.items():
+                results[kind].append(timed(project, kind, client))
         results["azureml-ray-pip"] = [timed(with_env, "azureml-ray-pip", client) for _ in range(args.runs)]
 
-    print(f"{'backend':<18}{'->RUNNING med':>15}{'->FINISHED med':>16}{'min':>8}{'max':>8}   (n={args.runs}, s)")
+    print(f"{'backend':<22}{'->RUNNING med':>15}{'->FINISHED med':>16}{'min':>8}{'max':>8}   (n={args.runs}, s)")
     for kind, values in results.items():
         finished = [v[1] for v in values]
-        print(f"{kind:<18}{statistics.median(v[0] for v in values):>15.2f}{statistics.median(finished):>16.2f}"
+        print(f"{kind:<22}{statistics.median(v[0] for v in values):>15.2f}{statistics.median(finished):>16.2f}"
               f"{min(finished):>8.2f}{max(finished):>8.2f}")
-    print(f"{'ray pip, cold':<18}{cold_pip[0]:>15.2f}{cold_pip[1]:>16.2f}   (first build of the pip env)")
+    print(f"{'ray pip, cold':<22}{cold_pip[0]:>15.2f}{cold_pip[1]:>16.2f}   (first build of the pip env)")
+    for suffix, what in (("-logging", "a project that imports MLflow and logs a metric"),
+                         ("", "the trivial project (prints a line)")):
+        floor = statistics.median(v[1] for v in results["bare-ray-job" + suffix])
+        ours = statistics.median(v[1] for v in results["azureml-ray" + suffix])
+        before = statistics.median(b for b, _ in RUNNER_OVERHEAD["azureml-ray" + suffix])
+        after = statistics.median(a for _, a in RUNNER_OVERHEAD["azureml-ray" + suffix])
+        print(f"overhead over a bare Ray job, {what}: {ours - floor:+.2f} s (job runner, median: {before:.2f} s "
+              f"from its start to the command's, {after:.2f} s from the command's end to the final status)")
     bare = statistics.median(v[1] for v in results["bare-ray-job"])
     ray = statistics.median(v[1] for v in results["azureml-ray"])
-    print(f"overhead of an azureml run on Ray over a bare Ray job: {ray - bare:+.2f} s")
     print(f"remote: {bare / ray:.2f}x")
 
 

@@ -53,7 +53,8 @@ def ray_head():
     pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
     from mlflow_workspace_plugin.compute.ray_head import LocalRayHead
 
-    head = LocalRayHead(num_cpus=2).start(timeout=180)
+    # a runtime env that cannot be built fails once, not three times (Ray's default: ~70 s per such test)
+    head = LocalRayHead(num_cpus=2, env={"RUNTIME_ENV_RETRY_TIMES": "1"}).start(timeout=180)
     try:
         yield head
     finally:
@@ -75,3 +76,17 @@ def ray_workspace(ray_head, tmp_path, monkeypatch) -> str:
     return uri
 
 
+
+
+# ---------------------------------------------------------------- parallel workers (pytest-xdist)
+RAY_GROUP = "ray-head"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``--dist loadgroup``: a module's tests run on one worker (its module-scoped
+    servers start once), and every module using the shared Ray head runs on the same worker (one
+    head and one pip runtime env cache, not one per worker)."""
+    ray_modules = {item.module.__name__ for item in items if "ray_head" in getattr(item, "fixturenames", ())}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(RAY_GROUP if module in ray_modules else module))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,38 +70,6 @@ def pid_alive(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def test_seed000_root_project_runs_on_ray_with_pip_env(ray_workspace, ray_head, capfd):
-    submitted = mlflow.projects.run(uri=str(REPO_ROOT), parameters={"alpha": 0.3}, backend="azureml",
-                                    backend_config={"COMPUTE": "cpu-cluster", "USE_CONDA": False})
-    client = MlflowClient()
-    run = client.get_run(submitted.run_id)
-    assert submitted.get_status() == "FINISHED" and run.info.status == "FINISHED"
-    assert run.data.params["alpha"] == "0.3"
-    assert {"training_score", "training_r2_score", "test_rmse", "test_r2"} <= set(run.data.metrics)
-    job_id = f"mlflow-{run.info.run_id}"
-    assert run.data.tags["mlflow.project.backend"] == "azureml"
-    assert run.data.tags["azureml.compute"] == "cpu-cluster"
-    assert run.data.tags["azureml.compute.type"] == "ray"
-    assert run.data.tags["ray.job_id"] == job_id
-    assert run.data.tags["mlflow.project.env"] == "pip"
-
-    paths = set(artifact_paths(client, run.info.run_id))
-    assert {"outputs/metrics.txt", "user_logs/std_log.txt", "snapshot/train.py", "snapshot/MLproject",
-            "snapshot/conda.yaml"} <= paths
-    assert not [p for p in paths if p.startswith(("snapshot/outputs/", "snapshot/.git/"))]
-    assert read_artifact(client, run.info.run_id, "outputs/metrics.txt").startswith("rmse=")
-    assert "ElasticNet(alpha=0.3)" in read_artifact(client, run.info.run_id, "user_logs/std_log.txt")
-    assert "ElasticNet(alpha=0.3)" in capfd.readouterr().out  # streamed live from the driver log
-
-    info = job_client(ray_head).get_job_info(job_id)
-    assert info.status == "SUCCEEDED"
-    assert "scikit-learn>=1.3" in info.runtime_env["pip"]["packages"]
-    env_vars = info.runtime_env["env_vars"]
-    assert env_vars["MLFLOW_RUN_ID"] == run.info.run_id and env_vars["MLFLOW_TRACKING_URI"] == ray_workspace
-    assert not {"PATH", "HOME", "MLFLOW_WORKSPACE_HOME", "MLFLOW_WORKSPACE_CONFIG"} & set(env_vars)
-    assert info.entrypoint.startswith("python -m mlflow_workspace_plugin.compute.job_runner -- ")
 
 
 def test_async_run_with_address_from_env_captures_outputs(ray_workspace, ray_head, tmp_path, monkeypatch):
@@ -259,16 +228,25 @@ def cli_client(env) -> MlflowClient:
     return MlflowClient(Workspace.from_config(env["MLFLOW_WORKSPACE_CONFIG"]).get_mlflow_tracking_uri())
 
 
-def test_cli_runs_seed000_on_ray_streams_and_waits(ray_head, tmp_path):
+def test_cli_runs_a_project_with_a_pip_env_on_ray_streams_and_waits(ray_head, tmp_path):
+    # the same requirements as seed 000's conda.yaml: Ray reuses that pip env (seed 000 itself runs
+    # on Ray in the tests above and in test_example_run_on_ray)
     env = cli_env(ray_head, tmp_path)
-    command = [sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "--backend", "azureml",
+    project = write_project(tmp_path / "proj", """
+        import sys, mlflow
+        mlflow.log_metric("alpha", float(sys.argv[1]))
+        print(f"training with alpha={sys.argv[1]}")
+    """, parameters="alpha: {type: float, default: 0.5}", command="python script.py {alpha}",
+                            extra_files={"conda.yaml": (REPO_ROOT / "conda.yaml").read_text()})
+    (project / "MLproject").write_text((project / "MLproject").read_text() + "conda_env: conda.yaml\n")
+    command = [sys.executable, "-m", "mlflow", "run", str(project), "--backend", "azureml",
                "--backend-config", json.dumps({"COMPUTE": "cpu-cluster"}), "-P", "alpha=0.3"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ElasticNet(alpha=0.3)" in result.stdout
+    assert "training with alpha=0.3" in result.stdout  # streamed from the job's log
     (run,) = all_runs(cli_client(env))
     assert run.info.status == "FINISHED" and run.data.tags["azureml.compute"] == "cpu-cluster"
-    assert "test_rmse" in run.data.metrics
+    assert run.data.tags["mlflow.project.env"] == "pip" and run.data.metrics["alpha"] == 0.3
 
 
 def test_cli_ctrl_c_stops_the_ray_job(ray_head, tmp_path):
@@ -296,14 +274,42 @@ def test_cli_ctrl_c_stops_the_ray_job(ray_head, tmp_path):
     assert job_client(ray_head).get_job_status(f"mlflow-{run.info.run_id}") == "STOPPED"
 
 
-def test_example_run_on_ray(ray_head, tmp_path):
+def test_seed000_remote_call_runs_on_ray_with_pip_env_through_the_example(ray_head, tmp_path):
+    """examples/ray/run_on_ray.py makes seed 000's remote call (``COMPUTE: cpu-cluster``) on the
+    repository's project; what Ray and the workspace recorded is checked in full."""
     env = cli_env(ray_head, tmp_path)
     result = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "ray" / "run_on_ray.py")],
-                            capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
+                            capture_output=True, text=True, timeout=170, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "FINISHED on Ray job mlflow-" in result.stdout
-    (run,) = all_runs(cli_client(env))
-    assert run.data.params["alpha"] == "0.3" and run.info.status == "FINISHED"
+    assert "ElasticNet(alpha=0.3)" in result.stdout  # streamed live from the driver log
+    client = cli_client(env)
+    (run,) = all_runs(client)
+    assert run.info.status == "FINISHED" and run.data.params["alpha"] == "0.3"
+    assert {"training_score", "training_r2_score", "test_rmse", "test_r2"} <= set(run.data.metrics)
+    job_id = f"mlflow-{run.info.run_id}"
+    assert run.data.tags["mlflow.project.backend"] == "azureml"
+    assert run.data.tags["azureml.compute"] == "cpu-cluster"
+    assert run.data.tags["azureml.compute.type"] == "ray"
+    assert run.data.tags["ray.job_id"] == job_id
+    assert run.data.tags["mlflow.project.env"] == "pip"
+
+    paths = set(artifact_paths(client, run.info.run_id))
+    assert {"outputs/metrics.txt", "user_logs/std_log.txt", "snapshot/train.py", "snapshot/MLproject",
+            "snapshot/conda.yaml"} <= paths
+    assert not [p for p in paths if p.startswith(("snapshot/outputs/", "snapshot/.git/"))]
+    assert read_artifact(client, run.info.run_id, "outputs/metrics.txt").startswith("rmse=")
+    assert "ElasticNet(alpha=0.3)" in read_artifact(client, run.info.run_id, "user_logs/std_log.txt")
+
+    info = job_client(ray_head).get_job_info(job_id)
+    assert info.status == "SUCCEEDED"
+    assert "scikit-learn>=1.3" in info.runtime_env["pip"]["packages"]
+    env_vars = info.runtime_env["env_vars"]
+    assert env_vars["MLFLOW_RUN_ID"] == run.info.run_id and env_vars["MLFLOW_TRACKING_URI"] == client.tracking_uri
+    assert not {"PATH", "HOME", "MLFLOW_WORKSPACE_HOME", "MLFLOW_WORKSPACE_CONFIG"} & set(env_vars)
+    assert info.entrypoint.startswith("python -m mlflow_workspace_plugin.compute.job_runner -- ")
+    assert re.search(rf"run {run.info.run_id} FINISHED; job runner overhead: [0-9.]+ s before the command, "
+                     r"[0-9.]+ s after it", job_client(ray_head).get_job_logs(job_id))
 
 
 def test_rejected_job_is_a_clear_error_and_failed_run(ray_workspace, ray_head, tmp_path):

@@ -14,7 +14,9 @@ identical sources) it
    runs are captured: console tee (to the job's driver log and ``user_logs/std_log.txt``), live
    logs, the source as ``snapshot/``, ``./outputs`` and ``./logs``, the final status; a SIGTERM /
    SIGINT (Ray's ``stop_job``) forwards to the command and ends the run KILLED;
-4. exits with the command's exit code.
+4. exits with the command's exit code, after one line saying the run's final status and the
+   runner's own time: from its process start to the command's start, and from the command's end
+   to the final status (what the workspace adds to a job; ``benchmarks/remote.py`` reads it).
 """
 
 from __future__ import annotations
@@ -63,7 +65,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def seconds_since_process_start() -> float | None:
+    """How long ago this process was started (Linux ``/proc``; None elsewhere)."""
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def overhead_line(run_id: str, status: str, before: float | None, after: float) -> str:
+    """The runner's last line: final status and its own time around the command."""
+    head = f"{before:.2f} s before the command, " if before is not None else ""
+    return f"=== mlflow-workspace: run {run_id} {status}; job runner overhead: {head}{after:.2f} s after it ==="
+
+
 def main(argv: list[str] | None = None) -> int:
+    age_at_start = seconds_since_process_start()
+    begun = time.monotonic()
     command = parse_command(sys.argv[1:] if argv is None else argv)
     run_id = os.environ.get("MLFLOW_RUN_ID")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -80,9 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
     processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))
+    before = None if age_at_start is None else age_at_start + time.monotonic() - begun
     stop.processes = processes
     if stop.requested.is_set():  # a stop that arrived before the command existed
         stop(signal.SIGTERM, None)
+    outcome: list = []  # [exit code, when the command ended]: a short command may end during the imports
+    waiter = threading.Thread(target=lambda: outcome.extend((processes.wait(), time.monotonic())),
+                              name="mlflow-ws-command", daemon=True)
+    waiter.start()
 
     from mlflow import MlflowClient  # imported while the command starts
 
@@ -94,11 +120,31 @@ def main(argv: list[str] | None = None) -> int:
                          started_at=started)
     for proc, spec in zip(processes.procs, processes.specs, strict=True):
         capture.attach(proc, spec.log_name)
-    code = processes.wait()
+    waiter.join()
+    code, ended = outcome
     status = capture.finish(code, cancelled=stop.requested.is_set())
+    print(overhead_line(run_id, status, before, time.monotonic() - ended), file=sys.stderr, flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
     return KILLED_EXIT_CODE if status == "KILLED" else code
 
 
+def exit_without_teardown(code: int) -> None:
+    """Exit as the interpreter would (wait for non-daemon threads, run atexit hooks such as the
+    journal's flush, flush the console) but skip tearing down every loaded module: with MLflow
+    loaded that teardown alone takes 1-2 s, between the final status and Ray seeing the job end."""
+    import atexit
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -78,8 +78,10 @@ class LocalRayHead:
     """A Ray head on 127.0.0.1 with a private temp dir; use as a context manager or start()/stop()."""
 
     def __init__(self, num_cpus: int = 2, temp_dir: str | os.PathLike | None = None,
-                 port: int | None = None, dashboard_port: int | None = None) -> None:
+                 port: int | None = None, dashboard_port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.num_cpus = num_cpus
+        self.env = dict(env or {})  # extra environment of the head (e.g. Ray's RUNTIME_ENV_* settings)
         # Ray's socket paths must stay under ~107 bytes: keep the temp dir short.
         self.temp_dir = Path(temp_dir) if temp_dir else Path(tempfile.mkdtemp(prefix="rayh-", dir="/tmp"))
         self.temp_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,7 @@ class LocalRayHead:
     def start(self, timeout: float = 90.0) -> LocalRayHead:
         """Start the head under a new session; wait until it reports started and its job API answers."""
         # jobs run `python` from the head's PATH: make it the interpreter starting the head
-        env = interpreter_first_on_path({**os.environ, **HEAD_ENV})
+        env = interpreter_first_on_path({**os.environ, **HEAD_ENV, **self.env})
         env.pop("RAY_ADDRESS", None)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

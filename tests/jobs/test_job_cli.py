@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,9 @@ def test_mistakes_are_one_error_line_and_start_nothing(echo_job, env, home, tmp_
     # reported by the supervisor of a local job, through its pipe
     cases.append((["job", "create", "-f", str(echo_job), "--env-manager", "conda"],
                   "environment.conda_file: is needed to build a conda environment"))
-    for args, expected in cases:
-        result = cli(*args, env=env, cwd=tmp_path)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # independent CLI processes: run them side by side
+        results = list(pool.map(lambda case: cli(*case[0], env=env, cwd=tmp_path), cases))
+    for (args, expected), result in zip(cases, results, strict=True):
         errors = error_lines(result)
         assert result.returncode == 1 and len(errors) == 1 and expected in errors[0], (args, result.stderr)
     after = {run.info.run_id for run in client.search_runs([e.experiment_id for e in client.search_experiments()])}
