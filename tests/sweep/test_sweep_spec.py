@@ -197,7 +197,14 @@ def _set(raw: dict, path: str, value) -> dict:
     return raw
 
 
-_DELETE = object()
+class _Delete:
+    """Marks a field the case removes (a stable test id: parallel workers must collect the same ids)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 
 BAD = [
     ("max_trials", 5, "max_trials: unknown key 'max_trials' (did you mean 'max_total_trials'?)"),
