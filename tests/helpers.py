@@ -10,7 +10,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from mlflow_workspace_plugin.compute.ray_head import free_port  # noqa: F401 - the one free_port of the tests
+from mlflow_workspace_plugin.ports import free_port  # noqa: F401 - the one free_port of the tests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,9 @@ from pathlib import Path
 import requests
 
 from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
+from mlflow_workspace_plugin.ports import LOOPBACK, free_port
+from mlflow_workspace_plugin.ports import RAY_WORKER_PORTS as WORKER_PORTS
 
-LOOPBACK = "127.0.0.1"
 HEAD_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -50,17 +50,6 @@ _EXTRA_PORT_FLAGS = (
 
 
 READY_MESSAGE = "Ray runtime started"  # printed by `ray start` once the node is registered
-WORKER_PORTS = range(10002, 20000)  # Ray's default worker port range: keep other ports out of it
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (outside Ray's worker port range)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            port = sock.getsockname()[1]
-        if port not in WORKER_PORTS:
-            return port
 
 
 def ray_executable() -> str:

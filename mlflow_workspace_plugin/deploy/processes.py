@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-LOOPBACK = "127.0.0.1"
-_RAY_WORKER_PORTS = range(10002, 20000)
+from mlflow_workspace_plugin.ports import LOOPBACK, free_port  # noqa: F401 - free_port: used as processes.free_port
+
 # Never hand credentials to an endpoint or model server process: they only need the model folder.
 SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME",
               "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")
@@ -93,16 +93,6 @@ def spawn(argv: list[str], env_overrides: dict[str, str], log_path: Path, banner
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True,
                                 preexec_fn=die_with_parent if tie_to_parent else None)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (outside Ray's worker port range)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            port = sock.getsockname()[1]
-        if port not in _RAY_WORKER_PORTS:
-            return port
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
