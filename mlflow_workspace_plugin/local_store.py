@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 from mlflow_workspace_plugin.local_workspace import artifact_root, database_uri, folder_from_uri
+
+LOCK_NAME = ".mlflow.db.lock"
+
+
+@contextlib.contextmanager
+def one_process_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold the workspace's database lock: MLflow creates or upgrades the schema when a store is
+    opened, and two processes doing that at once on a fresh workspace collide (e.g. "duplicate
+    column name"). Opening an up-to-date database only checks its version, so the wait is short."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(folder / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def tracking_store_builder(store_uri: str, artifact_uri: str | None = None):
@@ -12,7 +36,8 @@ def tracking_store_builder(store_uri: str, artifact_uri: str | None = None):
     folder = folder_from_uri(store_uri)
     folder.mkdir(parents=True, exist_ok=True)
     root = artifact_uri or artifact_root(folder).as_posix()
-    return SqlAlchemyStore(database_uri(folder), root)
+    with one_process_at_a_time(folder):
+        return SqlAlchemyStore(database_uri(folder), root)
 
 
 def registry_store_builder(store_uri: str, tracking_uri: str | None = None):
@@ -21,4 +46,5 @@ def registry_store_builder(store_uri: str, tracking_uri: str | None = None):
 
     folder = folder_from_uri(store_uri)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqlAlchemyStore(database_uri(folder))
+    with one_process_at_a_time(folder):
+        return SqlAlchemyStore(database_uri(folder))

@@ -140,28 +140,35 @@ def test_cancel_stops_ray_job_and_marks_killed(ray_workspace, ray_head, tmp_path
 
 
 PROGRESS_SCRIPT = """
-    import time
+    import sys, time
     from pathlib import Path
     Path("logs").mkdir(exist_ok=True)
     print("tick 1", flush=True)
     Path("logs/progress.txt").write_text("epoch 1 of 3")
-    time.sleep(6)
+    deadline = time.time() + 90
+    while not Path(sys.argv[1]).exists() and time.time() < deadline:  # the test releases it
+        time.sleep(0.2)
     print("done", flush=True)
 """
 
 
 def test_job_uploads_logs_live_while_running(ray_workspace, ray_head, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_WORKSPACE_LOG_SYNC_SECONDS", "0.5")
-    submitted = remote(write_project(tmp_path / "proj", PROGRESS_SCRIPT), "fast-cluster", synchronous=False)
+    release = tmp_path / "release"
+    project = write_project(tmp_path / "proj", PROGRESS_SCRIPT, command=f"python script.py {release}")
+    submitted = remote(project, "fast-cluster", synchronous=False)
     client = MlflowClient()
-    deadline = time.time() + 60
+    deadline = time.time() + 80
     seen: set[str] = set()
-    while time.time() < deadline and not {"user_logs/std_log.txt", "logs/progress.txt"} <= seen:
-        seen = set(artifact_paths(client, submitted.run_id))
-        time.sleep(0.3)
-    assert {"user_logs/std_log.txt", "logs/progress.txt"} <= seen
-    assert client.get_run(submitted.run_id).info.status == "RUNNING"
-    assert "tick 1" in read_artifact(client, submitted.run_id, "user_logs/std_log.txt")
+    try:
+        while time.time() < deadline and not {"user_logs/std_log.txt", "logs/progress.txt"} <= seen:
+            seen = set(artifact_paths(client, submitted.run_id))
+            time.sleep(0.3)
+        assert {"user_logs/std_log.txt", "logs/progress.txt"} <= seen
+        assert client.get_run(submitted.run_id).info.status == "RUNNING"
+        assert "tick 1" in read_artifact(client, submitted.run_id, "user_logs/std_log.txt")
+    finally:
+        release.touch()
     assert submitted.wait()
     assert "done" in read_artifact(client, submitted.run_id, "user_logs/std_log.txt")
 

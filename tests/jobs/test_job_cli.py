@@ -163,8 +163,11 @@ def test_ctrl_c_on_create_stream_cancels_the_job_and_exits_130(slow_job, env, ho
                                start_new_session=True)
     client = store(home)
     try:
-        assert wait_until(lambda: (run := find_job(client, name)) is not None
-                          and SUPERVISOR_TAG in run.data.tags, 120)
+        if not wait_until(lambda: (run := find_job(client, name)) is not None
+                          and SUPERVISOR_TAG in run.data.tags, 120):
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"job {name} has no supervisor after 120 s (CLI exit code {process.poll()}); "
+                        f"its stderr:\n{process.communicate(timeout=30)[1][-3000:]}")
         os.kill(process.pid, signal.SIGINT)
         _, err = process.communicate(timeout=120)
     finally:
