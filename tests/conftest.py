@@ -74,19 +74,3 @@ def ray_workspace(ray_head, tmp_path, monkeypatch) -> str:
     uri = Workspace.from_config().get_mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return uri
-
-
-
-
-# ---------------------------------------------------------------- parallel workers (pytest-xdist)
-RAY_GROUP = "ray-head"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``--dist loadgroup``: a module's tests run on one worker (its module-scoped
-    servers start once), and every module using the shared Ray head runs on the same worker (one
-    head and one pip runtime env cache, not one per worker)."""
-    ray_modules = {item.module.__name__ for item in items if "ray_head" in getattr(item, "fixturenames", ())}
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(RAY_GROUP if module in ray_modules else module))
