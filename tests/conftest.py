@@ -48,13 +48,18 @@ def local_tracking(isolated_workspace) -> str:
 
 # ---------------------------------------------------------------- Ray (one head per test session)
 @pytest.fixture(scope="session")
-def ray_head():
+def ray_head(tmp_path_factory):
     """One real loopback Ray head shared by every test that needs it, started on first use."""
     pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
     from mlflow_workspace_plugin.compute.ray_head import LocalRayHead
 
-    # a runtime env that cannot be built fails once, not three times (Ray's default: ~70 s per such test)
-    head = LocalRayHead(num_cpus=2, env={"RUNTIME_ENV_RETRY_TIMES": "1"}).start(timeout=180)
+    env = {
+        # a runtime env that cannot be built fails once, not three times (Ray's default: ~70 s per such test)
+        "RUNTIME_ENV_RETRY_TIMES": "1",
+        # jobs inherit the head's environment: their journals must not land in the real ~/.mlflow-workspace
+        "MLFLOW_WORKSPACE_HOME": str(tmp_path_factory.mktemp("ray-jobs-home")),
+    }
+    head = LocalRayHead(num_cpus=2, env=env).start(timeout=180)
     try:
         yield head
     finally:
