@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from mlflow_workspace_plugin import file_lock
 from mlflow_workspace_plugin.local_workspace import artifact_root, database_uri, folder_from_uri
 
 LOCK_NAME = ".mlflow.db.lock"
@@ -16,17 +17,8 @@ def one_process_at_a_time(folder: Path) -> Iterator[None]:
     """Hold the workspace's database lock: MLflow creates or upgrades the schema when a store is
     opened, and two processes doing that at once on a fresh workspace collide (e.g. "duplicate
     column name"). Opening an up-to-date database only checks its version, so the wait is short."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
+    with file_lock.held(folder / LOCK_NAME):
         yield
-        return
-    with open(folder / LOCK_NAME, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def tracking_store_builder(store_uri: str, artifact_uri: str | None = None):

@@ -10,9 +10,7 @@ on Serve's HTTP proxy; keys are checked there by their SHA-256 digests.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from mlflow_workspace_plugin import file_lock
 from mlflow_workspace_plugin.deploy.config import DEFAULT_SERVE_PORT
 from mlflow_workspace_plugin.deploy.errors import DeploymentError
 from mlflow_workspace_plugin.deploy.state import EndpointRecord, StateStore
@@ -209,9 +208,5 @@ def _cluster_lock(address: str) -> Iterator[None]:
     """One writer per cluster on this machine (the PUT replaces every declarative application)."""
     digest = hashlib.sha256(address.encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"mlflow-workspace-serve-{digest}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock.held(path):
         yield
-    finally:
-        os.close(fd)

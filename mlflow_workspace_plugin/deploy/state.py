@@ -2,7 +2,7 @@
 
 Layout under the target's state root (``<workspace>/deployments`` for a local workspace)::
 
-    .lock                               fcntl lock: every change happens while holding it
+    .lock                               file lock (file_lock.held): every change happens while holding it
     <endpoint>/endpoint.json            desired state, written by clients (EndpointRecord)
     <endpoint>/keys.json                the endpoint's two keys (mode 0600; never logged)
     <endpoint>/status.json              observed state, written by the endpoint's front process
@@ -13,8 +13,6 @@ Layout under the target's state root (``<workspace>/deployments`` for a local wo
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
 import shutil
 import time
@@ -23,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_workspace_plugin import file_lock
 from mlflow_workspace_plugin.deploy import processes
 from mlflow_workspace_plugin.deploy.errors import DeploymentError
 
@@ -102,21 +101,12 @@ class StateStore:
     def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         """Exclusive lock over all endpoints of this target (held across read-modify-write)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise DeploymentError(f"Deployment state {self.root} stayed locked for {timeout:.0f} s "
-                                              "by another process") from None
-                    time.sleep(0.05)
-            yield
-        finally:
-            os.close(fd)
+            with file_lock.held(self.root / ".lock", timeout):
+                yield
+        except file_lock.LockTimeout:
+            raise DeploymentError(f"Deployment state {self.root} stayed locked for {timeout:.0f} s "
+                                  "by another process") from None
 
     # ------------------------------------------------------------------ paths
     def endpoint_dir(self, name: str) -> Path:

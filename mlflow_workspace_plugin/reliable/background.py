@@ -25,9 +25,9 @@ import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin.file_lock import ProcessLock
 from mlflow_workspace_plugin.local_workspace import HOME_ENV, default_home
 from mlflow_workspace_plugin.reliable import settings
-from mlflow_workspace_plugin.reliable.filelock import ProcessLock
 from mlflow_workspace_plugin.reliable.journal import journal_files, workspace_dir
 from mlflow_workspace_plugin.uri import WorkspaceScope, parse_workspace_uri
 

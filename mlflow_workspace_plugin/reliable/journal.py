@@ -23,10 +23,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from mlflow_workspace_plugin.file_lock import ProcessLock
 from mlflow_workspace_plugin.local_workspace import default_home
 from mlflow_workspace_plugin.reliable import settings
 from mlflow_workspace_plugin.reliable.entries import Entry, decode
-from mlflow_workspace_plugin.reliable.filelock import ProcessLock
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 FORMAT_VERSION = "1"
