@@ -46,8 +46,52 @@ class Entry:
         return RunTag(self.key, self.payload["value"])
 
 
+class BadEntry(ValueError):
+    """A journal row that cannot be sent as it is (``str(exc)`` says why, in words)."""
+
+
+_NUMBER = (int, float)
+
+
 def decode(seq: int, run_id: str, kind: str, key: str, payload: str) -> Entry:
-    return Entry(run_id, kind, key, json.loads(payload), seq)
+    """The entry of one journal row; :class:`BadEntry` if the row is damaged (not JSON, or not the
+    shape its kind needs), so one torn row never stops the rest of a journal."""
+    if not isinstance(run_id, str) or not run_id or not isinstance(key, str):
+        raise BadEntry("its run id or key is missing")
+    if not isinstance(payload, str):
+        raise BadEntry(f"its payload is {type(payload).__name__}, not JSON text")
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise BadEntry(f"its payload is not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                       ) from None
+    if not isinstance(data, dict):
+        raise BadEntry("its payload is not a JSON object")
+    problem = _shape_problem(kind, data)
+    if problem:
+        raise BadEntry(problem)
+    return Entry(run_id, kind, key, data, seq)
+
+
+def _shape_problem(kind: str, data: dict[str, Any]) -> str | None:
+    """Why ``data`` cannot be the payload of a ``kind`` entry (None if it can)."""
+    def number(name: str, integral: bool = False) -> bool:
+        value = data.get(name)
+        return isinstance(value, int if integral else _NUMBER) and not isinstance(value, bool)
+
+    if kind == METRIC:
+        if not number("value"):
+            return f"its metric value {data.get('value')!r} is not a number"
+        if not number("timestamp", True) or not number("step", True):
+            return "its metric timestamp or step is not an integer"
+        return None
+    if kind in (PARAM, TAG):
+        return None if isinstance(data.get("value"), str) else f"its {kind} value is not text"
+    if kind == RUN_UPDATE:
+        fine = all(data.get(n) is None or number(n, True) for n in ("status", "end_time")) and (
+            data.get("run_name") is None or isinstance(data.get("run_name"), str))
+        return None if fine else "its run update is malformed"
+    return f"its kind {kind!r} is unknown (expected one of metric, param, tag, run_update)"
 
 
 def from_batch(run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (),

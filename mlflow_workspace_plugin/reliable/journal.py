@@ -14,6 +14,7 @@ A row is deleted once the server acknowledged it (or rejected it for good).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import sqlite3
@@ -26,7 +27,7 @@ from pathlib import Path
 from mlflow_workspace_plugin.file_lock import ProcessLock
 from mlflow_workspace_plugin.local_workspace import default_home
 from mlflow_workspace_plugin.reliable import settings
-from mlflow_workspace_plugin.reliable.entries import Entry, decode
+from mlflow_workspace_plugin.reliable.entries import BadEntry, Entry, decode
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 FORMAT_VERSION = "1"
@@ -62,6 +63,9 @@ class Journal:
     def __init__(self, path: Path, lock: ProcessLock, conn: sqlite3.Connection) -> None:
         self.path, self._lock, self._conn = path, lock, conn
         self._mutex = threading.Lock()
+        self.damaged: list[tuple[int, str]] = []  # rows set aside: (seq, why)
+        self.damage_file: Path | None = None
+        self.damage_problem: str | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -142,20 +146,62 @@ class Journal:
                 raise
 
     def read(self, after: int = 0, limit: int = 5000) -> list[Entry]:
+        """Entries after seq ``after`` in logging order; damaged rows are set aside (see
+        :meth:`set_aside`) instead of stopping the read."""
+        return self._read(after, limit)[0]
+
+    def _read(self, after: int, limit: int) -> tuple[list[Entry], int | None]:
+        """(entries, seq of the last row looked at, None when there was none)."""
         with self._mutex:
             rows = self._conn.execute(
                 "SELECT seq, run_id, kind, key, payload FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit)).fetchall()
-        return [decode(*row) for row in rows]
+        good: list[Entry] = []
+        bad: list[tuple[tuple, str]] = []
+        for row in rows:
+            try:
+                good.append(decode(*row))
+            except BadEntry as exc:
+                bad.append((row, str(exc)))
+        if bad:
+            self.set_aside(bad)
+        return good, (rows[-1][0] if rows else None)
 
     def iter_all(self, chunk: int = 5000) -> Iterator[list[Entry]]:
         after = 0
         while True:
-            rows = self.read(after, chunk)
-            if not rows:
+            entries, last = self._read(after, chunk)
+            if last is None:
                 return
-            yield rows
-            after = rows[-1].seq
+            if entries:
+                yield entries
+            after = last
+
+    def set_aside(self, bad: Sequence[tuple[tuple, str]]) -> None:
+        """Move damaged rows ``(row, why)`` to ``quarantine/<journal>.rows.jsonl`` (0600, verbatim,
+        one JSON line each, with why) and delete them from the journal. :attr:`damaged` collects
+        ``(seq, why)`` of the rows moved, :attr:`damage_file` where they went; if they cannot be
+        written there (:attr:`damage_problem`), they stay in the journal."""
+        target = self.path.parent / QUARANTINE_DIR / f"{self.path.stem}.rows.jsonl"
+        lines = []
+        for (seq, run_id, kind, key, payload), why in bad:
+            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+            lines.append(json.dumps({"seq": seq, "run_id": run_id, "kind": kind, "key": key,
+                                     "payload": text if isinstance(text, str) else repr(text), "why": why}))
+        try:
+            target.parent.mkdir(exist_ok=True, mode=0o700)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, ("\n".join(lines) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.damage_problem = f"could not write {target} ({exc})"
+            return
+        self.remove([row[0] for row, _why in bad])
+        self.damaged.extend((row[0], why) for row, why in bad)
+        self.damage_file = target
 
     def count(self) -> int:
         with self._mutex:

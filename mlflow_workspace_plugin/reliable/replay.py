@@ -75,8 +75,24 @@ def replay_journal(journal: Journal, sender: Sender, stop: threading.Event) -> R
             report.problems.append(f"{journal.path.name}: {exc}")
     finally:
         report.remaining = journal.count()
+        _report_damage(journal, report)
         journal.close()
     return report
+
+
+def _report_damage(journal: Journal, report: ReplayReport) -> None:
+    """One message for the damaged rows set aside from ``journal`` (and one if they could not be)."""
+    if journal.damaged:
+        seq, why = journal.damaged[0]
+        count = len(journal.damaged)
+        rows = "1 row" if count == 1 else f"{count} rows"
+        first = "" if count == 1 else "the first: "
+        report.quarantined.append(
+            f"{rows} of journal {journal.path.name} {'is' if count == 1 else 'are'} damaged and cannot be sent "
+            f"({first}row {seq}, {why}); moved {'it' if count == 1 else 'them'} to {journal.damage_file} so the rest "
+            "can be sent. Delete that file once you no longer need it.")
+    if journal.damage_problem:
+        report.problems.append(f"{journal.path.name}: damaged rows could not be set aside: {journal.damage_problem}")
 
 
 def replay_directory(directory: Path, stop: threading.Event, scope: WorkspaceScope | None = None,
