@@ -13,9 +13,11 @@ A row is deleted once the server acknowledged it (or rejected it for good).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -66,22 +68,34 @@ class Journal:
         self.damaged: list[tuple[int, str]] = []  # rows set aside: (seq, why)
         self.damage_file: Path | None = None
         self.damage_problem: str | None = None
+        self._unremoved: list[int] = []  # acknowledged rows a full disk kept us from deleting
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, directory: Path, tracking_uri: str) -> Journal:
-        """A new journal owned by this process (lock first, then the database file)."""
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """A new journal owned by this process (lock first, then the database file).
+        :class:`JournalUnwritable` if the folder cannot take it (nothing is left behind then)."""
         stem = f"{_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        lock = ProcessLock.try_acquire(directory / f"{stem}.lock")
-        if lock is None:  # pragma: no cover - random name collision
-            raise RuntimeError(f"journal lock {stem} is held by another process")
         path = directory / f"{stem}.db"
-        conn = _connect(path, create=True)
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                             [("tracking_uri", tracking_uri), ("format", FORMAT_VERSION),
-                              ("pid", str(os.getpid())), ("created", str(time.time()))])
+        lock: ProcessLock | None = None
+        conn: sqlite3.Connection | None = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = ProcessLock.try_acquire(directory / f"{stem}.lock")
+            if lock is None:  # pragma: no cover - random name collision
+                raise RuntimeError(f"journal lock {stem} is held by another process")
+            conn = _connect(path, create=True)
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                 [("tracking_uri", tracking_uri), ("format", FORMAT_VERSION),
+                                  ("pid", str(os.getpid())), ("created", str(time.time()))])
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            _unlink_database(path)
+            if lock is not None:
+                lock.release(delete=True)
+            raise JournalUnwritable(directory, exc) from None
         return cls(path, lock, conn)
 
     @classmethod
@@ -116,34 +130,52 @@ class Journal:
 
     # ------------------------------------------------------------------ data
     def append(self, entries: Sequence[Entry]) -> None:
-        """Insert and commit (durable before returning); sets each entry's ``seq``."""
+        """Insert and commit (durable before returning); sets each entry's ``seq``.
+        :class:`JournalUnwritable` (nothing of ``entries`` stored) if the file cannot grow."""
         now = time.time()
         with self._mutex:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN")
             try:
-                for entry in entries:
-                    cur.execute("INSERT INTO entries(run_id, kind, key, payload, created) VALUES (?,?,?,?,?)",
-                                (entry.run_id, entry.kind, entry.key, entry.encoded(), now))
-                    entry.seq = cur.lastrowid
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+                self._write("INSERT INTO entries(run_id, kind, key, payload, created) VALUES (?,?,?,?,?)",
+                            [(e.run_id, e.kind, e.key, e.encoded(), now) for e in entries], entries)
+            except (sqlite3.Error, OSError) as exc:
+                raise JournalUnwritable(self.path.parent, exc) from None
 
     def remove(self, seqs: Sequence[int]) -> None:
-        """Forget acknowledged (or finally rejected) entries."""
-        if not seqs:
-            return
+        """Forget acknowledged (or finally rejected) entries. If the file cannot take the delete
+        (a full disk: WAL mode writes a delete too), the rows are forgotten later (the next remove
+        or close); until then a replay would re-send them, which the server ignores."""
         with self._mutex:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN")
+            todo = self._unremoved + [s for s in seqs if s > 0]
+            if not todo:
+                return
             try:
-                cur.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in seqs])
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+                self._write("DELETE FROM entries WHERE seq = ?", [(s,) for s in todo])
+            except (sqlite3.Error, OSError):
+                self._unremoved = todo
+            else:
+                self._unremoved = []
+
+    def _write(self, sql: str, rows: Sequence[tuple], entries: Sequence[Entry] = ()) -> None:
+        """One transaction of ``sql`` over ``rows`` (sets ``entries``' seqs from the inserted rows).
+        On failure nothing is kept; SQLite may have rolled back by itself (SQLITE_FULL), so the
+        original error is the one raised, never "cannot rollback"."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            seqs = []
+            for row in rows:
+                cur.execute(sql, row)
+                seqs.append(cur.lastrowid)
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                try:
+                    cur.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        for entry, seq in zip(entries, seqs, strict=False):  # no entries for a delete
+            entry.seq = seq
 
     def read(self, after: int = 0, limit: int = 5000) -> list[Entry]:
         """Entries after seq ``after`` in logging order; damaged rows are set aside (see
@@ -204,8 +236,9 @@ class Journal:
         self.damage_file = target
 
     def count(self) -> int:
+        """Entries not yet acknowledged (rows kept only by a full disk do not count)."""
         with self._mutex:
-            return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] - len(self._unremoved)
 
     def meta(self, key: str) -> str | None:
         with self._mutex:
@@ -219,17 +252,56 @@ class Journal:
 
     def close(self) -> bool:
         """Close; delete the files if no entry is left. True if deleted."""
+        self.remove([])  # rows acknowledged while the disk was full
         with self._mutex:
-            empty = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 0
+            empty = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == len(self._unremoved)
             self._conn.close()
             if empty:
-                for suffix in ("", "-wal", "-shm"):
-                    try:
-                        os.unlink(f"{self.path}{suffix}")
-                    except FileNotFoundError:
-                        pass
+                _unlink_database(self.path)
             self._lock.release(delete=empty)
         return empty
+
+
+class JournalUnwritable(Exception):
+    """The journal folder cannot take more data right now (a full disk, a read-only or missing
+    folder); ``str(exc)`` names the folder, the cause and the space left on its filesystem."""
+
+    def __init__(self, folder: Path, cause: BaseException) -> None:
+        self.folder, self.cause = folder, cause
+        self.full = _is_full(cause)
+        self.free = _free_bytes(folder)
+        what = "the disk is full" if self.full else f"{type(cause).__name__}: {cause}"
+        room = f"{_size(self.free)} free on its filesystem" if self.free is not None else "free space unknown"
+        super().__init__(f"cannot write the journal in {folder} ({what}; {room})")
+
+
+def _is_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+        isinstance(exc, sqlite3.Error) and ("full" in str(exc) or getattr(exc, "sqlite_errorcode", 0) == 13))
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for candidate in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return None
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _unlink_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
 
 
 class UnusableJournal(Exception):
@@ -265,11 +337,15 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
     mode = "rwc" if create else "rw"
     conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None,
                            check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={settings.journal_sync()}")
-    if create:
-        os.chmod(path, 0o600)
-        conn.executescript(_SCHEMA)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={settings.journal_sync()}")
+        if create:
+            os.chmod(path, 0o600)
+            conn.executescript(_SCHEMA)
+    except BaseException:
+        conn.close()  # never leave its descriptor open (a full disk fails right here)
+        raise
     return conn
 
 

@@ -26,18 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
 from mlflow_workspace_plugin import auth
 from mlflow_workspace_plugin.local_workspace import default_home
 from mlflow_workspace_plugin.reliable import background, replay, settings
 from mlflow_workspace_plugin.reliable.batching import plan
 from mlflow_workspace_plugin.reliable.entries import Entry
-from mlflow_workspace_plugin.reliable.journal import Journal, workspace_dir
+from mlflow_workspace_plugin.reliable.journal import Journal, JournalUnwritable, workspace_dir
 from mlflow_workspace_plugin.reliable.sender import AuthFailure, GiveUp, Sender
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 _logger = logging.getLogger(__name__)
 WINDOW = 5000  # entries taken from the queue per planning round
+JOURNAL_RETRY_S = 1.0  # a journal that could not be written is tried again after this long
 
 
 class Ticket:
@@ -75,6 +77,9 @@ class Pipeline:
         self._exit_deadline: float | None = None
         self._last_said = ""
         self._journal: Journal | None = None
+        self._unwritable: JournalUnwritable | None = None  # why the journal cannot be written now
+        self._unwritable_at = 0.0
+        self._memory_seq = 0  # entries held only in memory get seqs -1, -2, ...
         self._stop = threading.Event()
         self._sender = Sender(scope, on_problem=self._set_problem)
         self._worker: threading.Thread | None = None
@@ -83,7 +88,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ logging side
     def append(self, entries: Sequence[Entry], want_future: bool = False) -> Future | None:
-        """Journal ``entries`` (durable on return) and queue them for sending."""
+        """Journal ``entries`` (durable on return) and queue them for sending. If the journal
+        cannot be written (a full disk), wait for the workspace to acknowledge them instead
+        (:meth:`_wait_acknowledged`): a call returns only once its values are safe somewhere."""
         ticket = Ticket(len(entries)) if want_future else None
         if not entries:
             if ticket is not None:
@@ -91,8 +98,7 @@ class Pipeline:
                 return ticket.future
             return None
         with self._cond:
-            journal = self._ensure_journal()
-            journal.append(entries)
+            durable = self._journal_append(entries)
             for entry in entries:
                 entry.ticket = ticket
                 self._outstanding[entry.seq] = entry
@@ -101,7 +107,72 @@ class Pipeline:
                 self._unpark()
             self._ensure_worker()
             self._cond.notify_all()
+        if not durable:
+            self._wait_acknowledged(entries)
         return ticket.future if ticket is not None else None
+
+    def _journal_append(self, entries: Sequence[Entry]) -> bool:
+        """Journal ``entries`` (called holding ``_cond``); False, with memory-only seqs given to
+        them, while the journal cannot be written (tried again at most every
+        :data:`JOURNAL_RETRY_S` seconds, so a full disk costs no file churn per call)."""
+        if self._unwritable is not None and time.monotonic() - self._unwritable_at < JOURNAL_RETRY_S:
+            self._memory_only(entries)
+            return False
+        try:
+            if self._journal is None:
+                self._journal = Journal.create(self.directory, self.tracking_uri)
+            self._journal.append(entries)
+        except JournalUnwritable as exc:
+            if self._unwritable is None:
+                _say(f"{exc}. Until it can, each log call waits for workspace {self.scope.workspace_name!r} to "
+                     "acknowledge its values (about one request per call) instead of returning at once, so "
+                     "nothing is lost. Free space there, or set MLFLOW_WORKSPACE_HOME to a folder with room.")
+            self._unwritable, self._unwritable_at = exc, time.monotonic()
+            self._memory_only(entries)
+            return False
+        if self._unwritable is not None:
+            self._unwritable = None
+            _say(f"the journal in {self.directory} can be written again; log calls return at once again.")
+        return True
+
+    def _memory_only(self, entries: Sequence[Entry]) -> None:
+        """Negative seqs: keys of entries held in memory only (never rows of a journal)."""
+        for entry in entries:
+            self._memory_seq -= 1
+            entry.seq = self._memory_seq
+
+    def _wait_acknowledged(self, entries: Sequence[Entry]) -> None:
+        """Wait (bounded by ``MLFLOW_WORKSPACE_CONNECT_TIMEOUT``, like any call a user waits on) for
+        the workspace to acknowledge ``entries``, which only memory holds. If it does not, they
+        are taken back out of the queue and the call fails with one error naming the folder."""
+        limit = settings.connect_timeout()
+        deadline = time.monotonic() + limit
+        self._sender.hurry(True)
+        try:
+            with self._cond:
+                while any(e.seq in self._outstanding for e in entries):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or (isinstance(self._problem, AuthFailure) and not auth.can_refresh(self.scope)):
+                        break
+                    if self._parked:
+                        self._unpark()
+                    self._cond.wait(min(left, 0.1))
+                missing = {e.seq for e in entries if e.seq in self._outstanding}
+                if not missing:
+                    return
+                for seq in missing:
+                    self._outstanding.pop(seq, None)
+                self._queue = collections.deque(e for e in self._queue if e.seq not in missing)
+                why = self._why()
+                unwritable = self._unwritable
+        finally:
+            self._sender.hurry(False)
+        raise MlflowException(
+            f"Workspace {self.scope.workspace_name!r} did not acknowledge {len(missing)} logged values within "
+            f"{limit:g} s{why}, and they cannot wait in the journal: {unwritable}. These values were not "
+            f"recorded: log them again once the workspace answers ({settings.CONNECT_TIMEOUT_ENV} sets how long a "
+            "call waits), or free space there / set MLFLOW_WORKSPACE_HOME to a folder with room.",
+            error_code=TEMPORARILY_UNAVAILABLE)
 
     def pending(self, run_id: str | None = None) -> int:
         with self._cond:
@@ -268,11 +339,6 @@ class Pipeline:
                 self._journal = None
 
     # ------------------------------------------------------------------ worker
-    def _ensure_journal(self) -> Journal:
-        if self._journal is None:
-            self._journal = Journal.create(self.directory, self.tracking_uri)
-        return self._journal
-
     def _ensure_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._run, name="mlflow-workspace-sender", daemon=True)
