@@ -3,6 +3,7 @@ calls a user waits on (:mod:`mlflow_workspace_plugin.store.session`).
 
 * :func:`cause_of` - "connection refused", "the host name could not be resolved (DNS)", "TLS
   handshake failed: ...", "no answer within 60 s", ... for a ``requests`` exception;
+* :func:`not_sent` - failures before the request left (always safe to repeat);
 * :func:`is_permanent` - failures that retrying cannot fix (TLS errors, an unknown host name);
 * :func:`retry_after` - the ``Retry-After`` of an answer, in seconds;
 * :data:`TRANSIENT_STATUS` - answers worth retrying;
@@ -80,6 +81,16 @@ def cause_of(exc: BaseException, read_timeout: float | None = None) -> str:
     if "refused" in str(exc).lower():
         return "connection refused (nothing is listening there)"
     return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def not_sent(exc: BaseException) -> bool:
+    """True if the request never left: connecting failed or timed out (so repeating it is safe
+    for any method); False if it may have reached the server (a read timeout, a dropped answer)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    return any(isinstance(item, ConnectionRefusedError) or getattr(item, "errno", None) == errno.ECONNREFUSED
+               or type(item).__name__ in ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
+               for item in _chain(exc))
 
 
 def is_permanent(exc: BaseException) -> bool:

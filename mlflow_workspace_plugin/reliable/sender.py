@@ -1,7 +1,7 @@
 """Send batches to the workspace: retries, token refresh, and isolating rejected entries.
 
-Retry policy (one layer, no hand-rolled loops): tenacity retries a transient failure (connection
-trouble, 408/425/429/5xx) in the background with exponential backoff plus jitter (0.5 s doubling,
+Retry policy (one layer: :data:`.retry.SENDING`, the one policy): tenacity retries a transient
+failure (connection trouble, 408/425/429/5xx) in the background with exponential backoff plus jitter (0.5 s doubling,
 capped at ``MLFLOW_WORKSPACE_RETRY_MAX_WAIT``, or at 1 s while someone waits in a flush - see
 :meth:`Sender.hurry` - or the server's ``Retry-After`` up to :data:`settings.MAX_RETRY_AFTER`) for up
 to ``MLFLOW_WORKSPACE_RETRY_TIMEOUT`` (default 1 h); the data stays journaled all along. A flush
@@ -15,8 +15,8 @@ kept, retried slowly when the credential can change (azure-identity), not retrie
 ``MLFLOW_TRACKING_TOKEN`` (it cannot heal: the user must replace it), reported at flush.
 Other 4xx (validation, e.g. INVALID_PARAMETER_VALUE): the batch is split in halves until the
 offending entries are isolated; those are reported with the server's message and dropped, the
-rest is delivered. A 500 carrying an MLflow error body in eight attempts in a row (each already
-retried by urllib3, with backoff in between) counts as a rejection, so a poison entry cannot block
+rest is delivered. A 500 carrying an MLflow error body in eight attempts in a row (with backoff
+in between) counts as a rejection, so a poison entry cannot block
 the queue for an hour while a briefly locked server database is still ridden out.
 
 Re-sending is safe: every entry goes out with the values journaled at logging time (metric
@@ -41,7 +41,6 @@ from mlflow.protos.service_pb2 import LogBatch, UpdateRun
 from mlflow.store.tracking.rest_store import RestStore
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
 
 from mlflow_workspace_plugin import auth
 from mlflow_workspace_plugin.reliable import settings
@@ -54,6 +53,7 @@ from mlflow_workspace_plugin.reliable.http_failures import (
     retry_after,
     status_text,
 )
+from mlflow_workspace_plugin.reliable.retry import SENDING
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 _logger = logging.getLogger(__name__)
@@ -98,24 +98,11 @@ CONNECT_TIMEOUT = 5.0
 HURRIED_MAX_WAIT = 1.0  # backoff cap while a flush waits for the data
 
 
-class _CappedRetry(Retry):
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), settings.MAX_RETRY_AFTER)
-
-
-def make_session(retry: bool = True) -> requests.Session:
-    """A keep-alive session. With ``retry`` its adapter retries transient failures a few times
-    (urllib3 ``Retry``: connection errors, 429/5xx with backoff, ``Retry-After`` honoured up to
-    :data:`settings.MAX_RETRY_AFTER`) - what artifact transfers use. The sender itself uses
-    ``retry=False``: tenacity (see module doc) is its only retry layer, so a flush can wake it."""
+def make_session() -> requests.Session:
+    """A keep-alive session without retries of its own: tenacity (:data:`.retry.SENDING`, see the
+    module doc) is the sender's only retry layer, so a flush can wake it."""
     session = requests.Session()
-    retries: Any = 0
-    if retry:
-        retries = _CappedRetry(total=4, connect=4, read=2, status=3, other=0, allowed_methods=None,
-                               status_forcelist=sorted(TRANSIENT_STATUS - {408, 425}), backoff_factor=0.2,
-                               backoff_jitter=0.3, backoff_max=settings.retry_max_wait(),
-                               respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
-    adapter = HTTPAdapter(max_retries=retries, pool_connections=2, pool_maxsize=2)
+    adapter = HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=2)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -128,7 +115,7 @@ class Sender:
                  on_problem: Callable[[Exception | None], None] | None = None) -> None:
         self.scope = scope
         self.deadline: float | None = None  # time.monotonic() after which nothing is sent
-        self._session = make_session(retry=False)
+        self._session = make_session()
         self._on_problem = on_problem or (lambda exc: None)
         self._wake = threading.Event()
         self._hurried = 0
@@ -215,11 +202,11 @@ class Sender:
 
         retryable: tuple[type[Exception], ...] = (Transient, AuthFailure) if auth.can_refresh(self.scope) else (
             Transient,)
-        retrying = tenacity.Retrying(
+        retrying = SENDING.retrying(
             retry=tenacity.retry_if_exception_type(retryable),
             wait=self._wait, stop=tenacity.stop_any(tenacity.stop_after_delay(settings.retry_timeout()),
                                                     lambda state: stop.is_set() or self._past_deadline()),
-            sleep=lambda seconds: self._sleep(stop, seconds), before_sleep=self._report, reraise=True)
+            sleep=lambda seconds: self._sleep(stop, seconds), before_sleep=self._report)
         try:
             result = retrying(attempt)
         except Rejected as exc:
@@ -250,12 +237,10 @@ class Sender:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, settings.MAX_RETRY_AFTER)
         cap = HURRIED_MAX_WAIT if self._hurried > 0 else settings.retry_max_wait()
         if isinstance(exc, AuthFailure):
             cap = max(cap, 30.0)  # a rejected credential will not heal quickly
-        return min(_backoff(state), cap)
+        return SENDING.wait(state.attempt_number, exc.retry_after if isinstance(exc, Transient) else None, cap)
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
         """Sleep between attempts; a flush starting (:meth:`hurry`) ends the sleep early."""
@@ -284,8 +269,6 @@ class Sender:
 
 
 # ---------------------------------------------------------------------- helpers
-_backoff = tenacity.wait_exponential_jitter(multiplier=0.5, exp_base=2, jitter=0.5)
-
 
 def _is_mlflow_error(response: requests.Response) -> bool:
     try:

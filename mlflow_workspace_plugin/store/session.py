@@ -6,7 +6,8 @@
   (:func:`~mlflow_workspace_plugin.auth.refreshing`); 401/403 after that -> one
   :class:`~mlflow_workspace_plugin.auth.WorkspaceAuthError` naming the credential;
 * retries connection failures, 408/425/429/502/503/504 and 500s without an MLflow error body with
-  exponential backoff (0.25 s doubling, at most 4 s), honouring ``Retry-After`` up to
+  the one retry policy (:data:`~mlflow_workspace_plugin.reliable.retry.CALLS`, tenacity: 0.25 s
+  doubling, at most 4 s), honouring ``Retry-After`` up to
   :data:`~mlflow_workspace_plugin.reliable.settings.MAX_RETRY_AFTER` (60 s), all within
   ``MLFLOW_WORKSPACE_CONNECT_TIMEOUT`` (30 s) in total; after
   :data:`~mlflow_workspace_plugin.reliable.settings.CALL_PROGRESS_AFTER` seconds of retrying it
@@ -22,7 +23,6 @@ refused before it is sent.
 from __future__ import annotations
 
 import functools
-import random
 import sys
 import threading
 import time
@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import tenacity
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
@@ -43,11 +44,23 @@ from mlflow_workspace_plugin.reliable.http_failures import (
     retry_after,
     status_text,
 )
+from mlflow_workspace_plugin.reliable.retry import CALLS
 from mlflow_workspace_plugin.uri import WorkspaceScope, redact
 
 CONNECT_TIMEOUT_CAP = 10.0  # one connection attempt never waits longer than this
-BACKOFF_FIRST, BACKOFF_MAX = 0.25, 4.0
 PROGRESS_EVERY = 10.0
+
+
+class _Again(Exception):
+    """A failure worth another attempt: ``str`` is its cause in words, ``asked`` the server's wait."""
+
+    def __init__(self, cause: str, asked: float | None = None) -> None:
+        super().__init__(cause)
+        self.asked = asked
+
+
+class _Final(Exception):
+    """A failure retrying cannot fix (TLS, an unknown host name): ``str`` is its cause."""
 
 
 class WorkspaceUnreachable(MlflowException):
@@ -118,43 +131,51 @@ class WorkspaceSession:
         read = read_timeout if read_timeout is not None else _mlflow_read_timeout()
         started = time.monotonic()
         deadline = started + limit
-        attempts, announced_at = 0, None
-        while True:
-            attempts += 1
+        announced_at: list[float | None] = [None]
+
+        def attempt() -> requests.Response:
             left = deadline - time.monotonic()
             timeout = (max(0.5, min(CONNECT_TIMEOUT_CAP, left)), read)
-            asked: float | None = None
             try:
                 response = auth.refreshing(self.scope, functools.partial(
                     self._send_checked, method, url, headers, timeout, kwargs))
             except requests.RequestException as exc:
-                cause = cause_of(exc, read)
                 if is_permanent(exc):
-                    raise self._failure(what, cause, started, attempts, limit, final=True) from None
-            else:
-                status = response.status_code
-                if status not in TRANSIENT_STATUS or (status == 500 and _mlflow_error_body(response)):
-                    return response
-                asked = retry_after(response)
-                cause = status_text(response)
-                response.close()
-                if asked is not None and (asked > settings.MAX_RETRY_AFTER or asked > deadline - time.monotonic()):
-                    raise self._too_long(what, cause, asked, limit)
-            if asked is None:
-                asked_or_backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempts - 1)) * random.uniform(1.0, 1.2)
-            else:
-                asked_or_backoff = asked
-            now = time.monotonic()
-            if deadline - now < 0.05:
-                raise self._failure(what, cause, started, attempts, limit) from None
-            wait = min(asked_or_backoff, deadline - now)  # the last attempt comes at the deadline
-            if now - started + wait >= settings.CALL_PROGRESS_AFTER and (
-                    announced_at is None or now - announced_at >= PROGRESS_EVERY):
-                announced_at = now
+                    raise _Final(cause_of(exc, read)) from None
+                raise _Again(cause_of(exc, read)) from None
+            status = response.status_code
+            if status not in TRANSIENT_STATUS or (status == 500 and _mlflow_error_body(response)):
+                return response
+            asked = retry_after(response)
+            cause = status_text(response)
+            response.close()
+            if asked is not None and (asked > settings.MAX_RETRY_AFTER or asked > deadline - time.monotonic()):
+                raise self._too_long(what, cause, asked, limit)
+            raise _Again(cause, asked)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            again = state.outcome.exception()  # always an _Again: nothing else is retried
+            # the last attempt comes at the deadline
+            return min(CALLS.wait(state.attempt_number, again.asked), max(0.0, deadline - time.monotonic()))
+
+        def say_progress(state: tenacity.RetryCallState) -> None:
+            now, pause = time.monotonic(), state.next_action.sleep if state.next_action else 0.0
+            if now - started + pause >= settings.CALL_PROGRESS_AFTER and (
+                    announced_at[0] is None or now - announced_at[0] >= PROGRESS_EVERY):
+                announced_at[0] = now
                 _say(f"Workspace {self.scope.workspace_name!r} at {self.scope.host} did not answer {what} "
-                     f"({cause}); still trying for up to {max(0.0, deadline - now):.0f} s more "
+                     f"({state.outcome.exception()}); still trying for up to {max(0.0, deadline - now):.0f} s more "
                      f"({settings.CONNECT_TIMEOUT_ENV} sets the limit, now {limit:g} s).")
-            time.sleep(wait)
+
+        retrying = CALLS.retrying(retry=tenacity.retry_if_exception_type(_Again), wait=wait,
+                                  stop=lambda state: deadline - time.monotonic() < 0.05, before_sleep=say_progress)
+        try:
+            return retrying(attempt)
+        except _Final as exc:
+            raise self._failure(what, str(exc), started, retrying.statistics["attempt_number"], limit,
+                                final=True) from None
+        except _Again as exc:
+            raise self._failure(what, str(exc), started, retrying.statistics["attempt_number"], limit) from None
 
     def _send_checked(self, *args: Any) -> requests.Response:
         return raise_for_auth(self._send(*args))

@@ -3,8 +3,9 @@
 :class:`WorkspaceFiles` sends ``PUT``/``GET <workspace>/api/2.0/mlflow-artifacts/artifacts/<path>``
 for one artifact root. Per request it adds the workspace's current bearer token (on a 401 the
 token is dropped and the request sent once more with a fresh one, :func:`auth.refreshing`) and
-goes through a session carrying the workspace's retry policy (urllib3 ``Retry`` of the background
-sender: connection errors, 429/5xx with backoff, ``Retry-After`` honoured up to 60 s).
+goes through a :class:`RetryingSession` carrying the one retry policy
+(:data:`~mlflow_workspace_plugin.reliable.retry.TRANSFERS`: connection errors, 429/5xx with
+backoff, ``Retry-After`` honoured up to 60 s).
 
 Sessions come from a per-workspace pool (:func:`session_pool`): a worker takes one for a file and
 puts it back, so keep-alive connections are reused across files, transfers and repository objects.
@@ -30,13 +31,17 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import requests
+import tenacity
 
 from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin.reliable.http_failures import not_sent, retry_after
+from mlflow_workspace_plugin.reliable.retry import TRANSFER_ANSWER_RETRIES, TRANSFER_SENT_RETRIES, TRANSFERS
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 CONNECT_TIMEOUT = 10.0
 DOWNLOAD_CHUNK = 1024 * 1024
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+TRANSFER_RETRY_STATUS = RETRY_STATUS - {408, 425}  # retried per request; all of RETRY_STATUS per file
 MAX_IDLE_SESSIONS = 64
 RANGED_MIN = 32 * 1024 * 1024  # files at least this big are downloaded in ranges, in parallel
 RANGE_CHUNK = 16 * 1024 * 1024
@@ -87,10 +92,56 @@ class SessionPool:
             session.close()
 
 
-def _new_session() -> requests.Session:
-    from mlflow_workspace_plugin.reliable.sender import make_session
+class RetryingSession(requests.Session):
+    """A keep-alive session whose every request runs under the one retry policy
+    (:data:`~mlflow_workspace_plugin.reliable.retry.TRANSFERS`, tenacity): connection failures and
+    timeouts, and answers 429/500/502/503/504 (408/425 are left to the file-level rounds), are
+    tried again - at most 4 retries, 3 of them for an answer and 2 after the request was sent
+    (a read timeout, a dropped answer); a file body is rewound for each attempt. When retrying
+    ends on an answer, that answer is returned (the caller reports it)."""
 
-    session = make_session()
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        body = kwargs.get("data")
+        rewind = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
+        answers, sent = [0], [0]
+
+        def attempt() -> requests.Response:
+            if rewind is not None:
+                body.seek(rewind)
+            return super(RetryingSession, self).request(method, url, *args, **kwargs)
+
+        def again(state: tenacity.RetryCallState) -> bool:
+            if state.outcome.failed:
+                exc = state.outcome.exception()
+                if isinstance(exc, requests.exceptions.SSLError) or not isinstance(
+                        exc, (requests.ConnectionError, requests.Timeout)):
+                    return False
+                if not_sent(exc):
+                    return True  # no connection was made: bounded by the 4 retries only
+                sent[0] += 1
+                return sent[0] <= TRANSFER_SENT_RETRIES
+            if state.outcome.result().status_code not in TRANSFER_RETRY_STATUS:
+                return False
+            answers[0] += 1
+            return answers[0] <= TRANSFER_ANSWER_RETRIES
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            asked = None if state.outcome.failed else retry_after(state.outcome.result())
+            return TRANSFERS.wait(state.attempt_number, asked)
+
+        def drop_answer(state: tenacity.RetryCallState) -> None:
+            if not state.outcome.failed:
+                state.outcome.result().close()  # not read: this connection is not reused
+
+        return TRANSFERS.retrying(retry=again, wait=wait, before_sleep=drop_answer,
+                                  retry_error_callback=lambda state: state.outcome.result())(attempt)
+
+
+def _new_session() -> requests.Session:
+    session = RetryingSession()
+    adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=2)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     session.trust_env = False  # proxies and CA bundle are resolved once per WorkspaceFiles
     return session
 
@@ -112,7 +163,7 @@ def session_pool(scope: WorkspaceScope) -> SessionPool:
 # ------------------------------------------------------------------ request bodies
 class BoundedReader:
     """A file opened for upload, read up to ``size`` bytes (the size when it was opened), with
-    ``on_read`` told about every block; ``tell``/``seek`` let urllib3 rewind it for a retry."""
+    ``on_read`` told about every block; ``tell``/``seek`` let a retry rewind it."""
 
     def __init__(self, handle: IO[bytes], size: int, on_read: Callable[[int], None]) -> None:
         self._handle, self._size, self._on_read = handle, size, on_read

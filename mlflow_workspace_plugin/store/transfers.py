@@ -19,7 +19,8 @@ Pool size: ``MLFLOW_WORKSPACE_TRANSFER_WORKERS`` (default :data:`DEFAULT_WORKERS
 1..:data:`MAX_WORKERS`), validated before anything is sent.
 
 Failures: a file that fails is tried again, file by file, in up to :data:`FILE_ATTEMPTS` rounds
-(each request inside an attempt is itself retried by the session's policy); answers that another
+(the one retry policy, :data:`~mlflow_workspace_plugin.reliable.retry.FILE_ROUNDS`: 0.5 s, then
+1 s between rounds; each request inside an attempt is itself retried, ``TRANSFERS``); answers that another
 attempt cannot change (a 4xx other than 408/425/429) are not repeated. What still failed is raised
 as one :class:`ArtifactTransferError` naming every such file, its artifact path and the server's
 answer, and how many files did arrive: a transfer is complete or it raises, never silently partial.
@@ -39,19 +40,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tenacity
 from mlflow.exceptions import MlflowException, get_error_code
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
 from mlflow_workspace_plugin import auth
 from mlflow_workspace_plugin.env_settings import env_number
+from mlflow_workspace_plugin.reliable.retry import FILE_ROUNDS
 from mlflow_workspace_plugin.store.transfer_http import FileFailed
 from mlflow_workspace_plugin.store.transfer_progress import TransferProgress
 
 WORKERS_ENV = "MLFLOW_WORKSPACE_TRANSFER_WORKERS"
 DEFAULT_WORKERS = 8
 MAX_WORKERS = 64
-FILE_ATTEMPTS = 3
-RETRY_PAUSE = 0.5  # seconds before the second round, doubling
+FILE_ATTEMPTS = FILE_ROUNDS.max_attempts
 MAX_LISTED_FAILURES = 20
 
 
@@ -190,6 +192,10 @@ def _movers(repo: Any) -> _RepositoryFiles | _WorkspaceFiles:
 
 
 # ------------------------------------------------------------------ the pool
+class _FilesLeft(Exception):
+    """Some files failed in a way another round may fix."""
+
+
 def _run(tasks: list[FileTask], move: Callable[[FileTask, Callable[[int], None]], int], verb: str,
          label: str, where: str, workers: int, progress: bool | None) -> Transferred:
     started = time.perf_counter()
@@ -232,14 +238,20 @@ def _run(tasks: list[FileTask], move: Callable[[FileTask, Callable[[int], None]]
         pending = list(tasks)
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks))),
                                 thread_name_prefix=f"artifact-{verb}") as pool:
-            for round_number in range(1, FILE_ATTEMPTS + 1):
+            def one_round() -> None:
+                nonlocal pending
                 list(pool.map(one, pending))
                 if fatal:
                     raise fatal[0]
                 pending = [task for task, failure in failures.items() if failure.retry]
-                if not pending or round_number == FILE_ATTEMPTS:
-                    break
-                time.sleep(RETRY_PAUSE * 2 ** (round_number - 1))
+                if pending:
+                    raise _FilesLeft()
+
+            try:
+                FILE_ROUNDS.retrying(retry=tenacity.retry_if_exception_type(_FilesLeft),
+                                     wait=lambda state: FILE_ROUNDS.backoff(state.attempt_number))(one_round)
+            except _FilesLeft:
+                pass  # reported below, file by file
     if failures:
         raise ArtifactTransferError(verb, where, sorted(failures.values(), key=lambda f: f.task.remote),
                                     moved[0], len(tasks))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import pty
@@ -35,7 +36,7 @@ TREE = {
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short backoff between retries (the policy is unchanged: same attempts, same order)."""
     monkeypatch.setenv("MLFLOW_WORKSPACE_RETRY_MAX_WAIT", "0.05")
-    monkeypatch.setattr(transfers, "RETRY_PAUSE", 0.05)
+    monkeypatch.setattr(transfers, "FILE_ROUNDS", dataclasses.replace(transfers.FILE_ROUNDS, first=0.05))
 
 
 @pytest.fixture
