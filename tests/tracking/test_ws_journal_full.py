@@ -30,26 +30,21 @@ def _fds() -> int:
 
 
 class SmallDisk:
-    """A 4 MB tmpfs mounted for one test, filled up on demand."""
+    """A 16 MB tmpfs mounted for one test (room for a journal's WAL), filled up on demand."""
 
     def __init__(self, mount: Path) -> None:
-        self.mount, self.filler = mount, mount / "filler"
+        self.mount = mount
 
     def fill(self) -> None:
-        with open(self.filler, "ab") as out:
+        """Write zeros until the filesystem refuses (in 64 KB, then 512-byte pieces)."""
+        for name, piece in (("filler", 65536), ("filler-tail", 512)):
             try:
-                while True:
-                    out.write(b"\0" * 65536)
-                    out.flush()
+                with open(self.mount / name, "ab") as out:
+                    while True:
+                        out.write(b"\0" * piece)
+                        out.flush()
             except OSError:
                 pass
-        try:  # the last partial block too
-            with open(self.mount / "filler-tail", "ab") as out:
-                while True:
-                    out.write(b"\0" * 512)
-                    out.flush()
-        except OSError:
-            pass
         assert shutil.disk_usage(self.mount).free < 4096
 
     def free(self) -> None:
@@ -63,7 +58,7 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         pytest.skip("counting descriptors needs /proc (Linux)")
     mount = tmp_path / "small-disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root and mount permission): {done.stderr.strip()}")
