@@ -356,13 +356,13 @@ def _topological(steps: Mapping[str, Step], shown: str) -> list[str]:
 
 # ------------------------------------------------------------------ small helpers
 def _registered_component(reference: str, shown: str, where: str) -> dict:
-    from mlflow_workspace_plugin.assets.store import AssetError, AssetStore
+    from mlflow_workspace_plugin.assets.store import AssetError
+    from mlflow_workspace_plugin.jobs.pipeline.registered import registered_component_mapping
 
     try:
-        asset = AssetStore().resolve("component", reference)
+        return registered_component_mapping(reference)
     except AssetError as error:
         raise JobSpecError.at(shown, where, error.message) from None
-    return asset.spec
 
 
 def _mapping(value: Any, shown: str, where: str) -> dict:
