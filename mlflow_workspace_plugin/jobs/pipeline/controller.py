@@ -174,6 +174,10 @@ def check_step(spec: PipelineSpec, step: Step, workspace: Workspace, pipeline_na
     stand_ins = {name: _STAND_IN_RUN for name in spec.steps}
     if step.kind == "sweep":
         sweep = _sweep_spec(spec, step, stand_ins, pipeline_name, parent_run_id=_STAND_IN_RUN)
+        try:
+            sweep.trial_job()
+        except JobSpecError as error:
+            raise JobSpecError(error.message, source_file=spec.shown, field=f"jobs.{step.name}") from None
         executor_for(sweep.compute, workspace)
     else:
         job = step_command_job(spec, step, stand_ins, pipeline_name, parent_run_id=_STAND_IN_RUN)

@@ -213,7 +213,8 @@ def _step(name: str, raw: dict, base: Path, shown: str, parent_inputs: dict, par
         else:
             component.check_value(input_name, value, shown, f"{where}.inputs.{input_name}")
     outputs, pipeline_outputs = _step_outputs(raw, component, where, shown, parent_outputs)
-    job_fields = {key: raw[key] for key in STEP_JOB_KEYS if key in raw}
+    job_fields = {key: raw[key] for key in STEP_JOB_KEYS if key in raw
+                  and not (kind == "sweep" and key in SWEEP_STEP_KEYS)}  # a sweep's limits are the sweep's
     if "compute" not in job_fields and default_compute is not None:
         job_fields["compute"] = default_compute
     deterministic = raw.get("is_deterministic", component.is_deterministic)
