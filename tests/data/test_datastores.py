@@ -179,3 +179,12 @@ def test_http_datastore_reads_files_and_explains_folders(write_config, http_file
     assert "cannot list a folder; use type: uri_file, or keep the folder in a local or blob datastore" in (
         error.value.message)
 
+
+
+def test_redaction_keeps_the_container_of_wasbs_and_abfss_uris():
+    from mlflow_workspace_plugin.uri import redact
+
+    assert redact("wasbs://datasets@acct.blob.core.windows.net/a.csv?sv=1&sig=S3CRET") == (
+        "wasbs://datasets@acct.blob.core.windows.net/a.csv?sv=1&sig=***")
+    assert redact("abfss://fs@acct.dfs.core.windows.net/p") == "abfss://fs@acct.dfs.core.windows.net/p"
+    assert redact("https://user:S3CRET@host/x") == "https://***@host/x"
