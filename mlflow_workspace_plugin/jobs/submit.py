@@ -282,7 +282,7 @@ def needs_private_copy(spec: LiteralInput | DataInput) -> bool:
     """Whether materialising ``spec`` writes into the job's private folder (copies and downloads)."""
     if isinstance(spec, LiteralInput) or spec.mode == "direct":
         return False
-    return not (spec.scheme in ("local", "datastore") and spec.mode == "ro_mount")
+    return not (spec.scheme == "local" and spec.mode == "ro_mount")
 
 
 def output_values(job: CommandJob, source_dir: Path, remote: bool) -> dict[str, str]:

@@ -120,6 +120,7 @@ def test_job_reads_blobs_and_uploads_outputs(blob_config, blobs, tmp_path, monke
     submit_module._cleanup_at_exit()  # what happens when this process exits (the watcher thread may be first)
     run = MlflowClient(handle.tracking_uri).get_run(handle.run_id)
     assert not (tmp_path / "job" / "pwned").exists() and not Path("pwned").exists()
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["job.yml"]  # downloads went to a private folder
     out = blobs.service().get_container_client("out")
     assert out.download_blob("results/run1/odd.txt").readall() == b"odd\n"
     assert out.download_blob("results/run1/listing.txt").readall().split() == [b"iris.csv", b"parts"]
