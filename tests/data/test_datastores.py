@@ -188,3 +188,13 @@ def test_redaction_keeps_the_container_of_wasbs_and_abfss_uris():
         "wasbs://datasets@acct.blob.core.windows.net/a.csv?sv=1&sig=***")
     assert redact("abfss://fs@acct.dfs.core.windows.net/p") == "abfss://fs@acct.dfs.core.windows.net/p"
     assert redact("https://user:S3CRET@host/x") == "https://***@host/x"
+
+
+def test_missing_credential_variable_is_named(write_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_SAS", raising=False)
+    write_config({"raw": {"type": "azure_blob", "account_name": "acct", "container_name": "raw",
+                          "endpoint": "http://127.0.0.1:9/acct", "credentials": {"sas_token_env": "NOT_SET_SAS"}}})
+    for kind in ("uri_file", "uri_folder"):
+        with pytest.raises(JobInputError) as error:
+            materialize_input(data_input("azureml://datastores/raw/paths/a.csv", type=kind), tmp_path)
+        assert "Datastore 'raw' takes its SAS token from $NOT_SET_SAS, which is not set" in error.value.message
