@@ -30,7 +30,9 @@ _PATH_RE = re.compile(
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.()-]*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 REDACTED = "***"
-_USERINFO_RE = re.compile(r"(?P<start>^|[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s?#'\"]+)@")
+# (wasbs:// and abfss:// put the container before the @, not a secret)
+_USERINFO_RE = re.compile(r"(?P<start>^|(?<![A-Za-z0-9+.\-])(?!(?:wasbs?|abfss?)://)[A-Za-z][A-Za-z0-9+.\-]*://)"
+                          r"(?P<userinfo>[^/@\s?#'\"]+)@")
 _SECRET_QUERY_RE = re.compile(
     r"(?P<name>[?&;][^=&;#\s'\"]*(?:token|sig|signature|key|secret|password|passwd|pwd|credential|auth|code)"
     r"[^=&;#\s'\"]*=)[^&;#\s'\"]*", re.I)

@@ -38,7 +38,8 @@ CONFIG_ENV = "MLFLOW_WORKSPACE_CONFIG"
 CONFIG_CANDIDATES = ("config.json", os.path.join(".azureml", "config.json"))
 LOCAL_COMPUTE = "local"
 _CLOUD_FIELDS = ("subscription_id", "resource_group", "workspace_name")
-_KNOWN_FIELDS = {*_CLOUD_FIELDS, "region", "host", "local_path", "compute", "location", "friendly_name"}
+_KNOWN_FIELDS = {*_CLOUD_FIELDS, "region", "host", "local_path", "compute", "location", "friendly_name",
+                 "datastores"}
 _REGION_RE = re.compile(r"^[a-z0-9]+$")
 _COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 
@@ -64,6 +65,7 @@ class Workspace:
     compute_targets: dict[str, ComputeTarget] = field(default_factory=dict)
     config_path: Path | None = None
     credential: Any = field(default=None, repr=False)
+    datastores: dict[str, Any] = field(default_factory=dict)  # name -> store.datastores.Datastore
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -186,10 +188,11 @@ def parse_config(path: Path, data: dict[str, Any]) -> Workspace:
     unknown = sorted(set(data) - _KNOWN_FIELDS)
     if unknown:
         raise fail(unknown[0], f"is not recognised; allowed fields: {', '.join(sorted(_KNOWN_FIELDS))}")
-    for name in _KNOWN_FIELDS - {"compute"}:
+    for name in _KNOWN_FIELDS - {"compute", "datastores"}:
         if name in data and not isinstance(data[name], str):
             raise fail(name, f"must be a string, got {type(data[name]).__name__} {data[name]!r}")
     compute = _parse_compute(data.get("compute", {}), fail)
+    datastores = _parse_datastores(data.get("datastores", {}), path, fail)
 
     if "local_path" in data:
         cloud = [name for name in ("subscription_id", "resource_group", "region", "host") if name in data]
@@ -203,6 +206,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> Workspace:
             local_path=folder.resolve(),
             compute_targets=compute,
             config_path=path,
+            datastores=datastores,
         )
 
     for name in _CLOUD_FIELDS:
@@ -221,6 +225,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> Workspace:
         host=host,
         compute_targets=compute,
         config_path=path,
+        datastores=datastores,
     )
 
 
@@ -259,3 +264,10 @@ def _parse_compute(raw: Any, fail) -> dict[str, ComputeTarget]:
         settings = {key: value for key, value in spec.items() if key != "type"}
         targets[name] = ComputeTarget(name=name, type=kind, settings=settings)
     return targets
+
+
+def _parse_datastores(raw: Any, path: Path, fail) -> dict[str, Any]:
+    """The ``datastores`` key (see :mod:`mlflow_workspace_plugin.store.datastores`)."""
+    from mlflow_workspace_plugin.store.datastores import parse_datastores
+
+    return parse_datastores(raw, path.parent, fail)

@@ -41,3 +41,4 @@ def _register() -> None:
 
 
 _register()
+from mlflow_workspace_plugin.cli import data_commands  # noqa: E402,F401  (registers `data`)

@@ -6,16 +6,25 @@ input                  ``ro_mount`` / ``mount``        ``download``
 local path, file://    the path itself (no copy)      a private copy under ``private_dir``
 http(s)://             downloaded into private_dir    downloaded into private_dir
 runs:/, models:/       downloaded (MLflow artifacts)  downloaded (MLflow artifacts)
+datastore, local       the path in its folder          a private copy under ``private_dir``
+datastore, blob        downloaded (azure-storage-blob)  downloaded (azure-storage-blob)
+datastore, http        downloaded (one file)           downloaded (one file)
+azureml:<data asset>   as its stored files / its URI   as its stored files / its URI
 =====================  =============================  ==========================================
 
-``direct`` passes the URI as written. Literal inputs become their text (``str(value)``).
-Downloads land in ``<private_dir>/inputs/<name>/``. Outputs are folders ``<outputs_root>/<name>/``.
+Datastore URIs are ``azureml://datastores/<store>/paths/<p>``, ``wasbs://``, ``abfss://`` and blob
+``https://`` URLs (:mod:`mlflow_workspace_plugin.store.datastores`). Model inputs (``mlflow_model``,
+``custom_model``, ``triton_model``) are folders like ``uri_folder``; ``azureml:<model>:<version>`` is the
+registered model (``models:/``). ``direct`` passes the URI as written. Literal inputs become their text
+(``str(value)``). Downloads land in ``<private_dir>/inputs/<name>/``. Outputs are folders
+``<outputs_root>/<name>/``.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlunparse
 
@@ -23,9 +32,20 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+from mlflow_workspace_plugin.assets.data import STORED_KEY, dataset_input, resolve_data
+from mlflow_workspace_plugin.assets.store import AssetStore
 from mlflow_workspace_plugin.jobs.errors import JobInputError
 from mlflow_workspace_plugin.jobs.normalize import scalar_text
 from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInput
+from mlflow_workspace_plugin.store.datastores import (
+    Datastore,
+    DatastoreError,
+    check_no_links_out,
+    fetch,
+    is_storage_uri,
+    workspace_datastores,
+)
+from mlflow_workspace_plugin.store.datastores import resolve as resolve_location
 
 HTTP_CONNECT_TIMEOUT = 10.0  # seconds to reach the server
 HTTP_READ_TIMEOUT = 60.0  # seconds of silence allowed while downloading
@@ -40,11 +60,13 @@ def materialize_input(
     registry_uri: str | None = None,
     source_file: Path | str | None = None,
     http_timeout: tuple[float, float] = (HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT),
+    datastores: Mapping[str, Datastore] | None = None,
 ) -> str:
     """The value ``${{inputs.<name>}}`` takes for ``spec`` (see the module table).
 
     ``private_dir`` is the job's own folder for copies and downloads. ``tracking_uri`` / ``registry_uri``
-    (default: the tracking URI) say where ``runs:/`` and ``models:/`` are read from.
+    (default: the tracking URI) say where ``runs:/``, ``models:/`` and data assets are read from;
+    ``datastores`` (default: the current workspace's) where datastore URIs lead.
     Failures raise :class:`JobInputError` naming the input and the (redacted) URI.
     """
     field = f"inputs.{spec.name}"
@@ -59,9 +81,84 @@ def materialize_input(
         if spec.mode == "ro_mount":
             return str(spec.local_path)
         return str(_copy(spec.local_path, target))
-    if spec.scheme == "http":
+    if spec.scheme == "asset":
+        return _materialize_asset(spec, target, tracking_uri, source_file, field,
+                                  lambda inner: materialize_input(inner, private_dir, tracking_uri,
+                                                                  registry_uri=registry_uri, source_file=source_file,
+                                                                  http_timeout=http_timeout, datastores=datastores))
+    if spec.scheme in ("datastore", "http"):
+        stores = workspace_datastores() if datastores is None else datastores
+        if spec.scheme == "datastore" or is_storage_uri(spec.uri, stores):
+            return _from_datastore(spec, target, stores, http_timeout, source_file, field)
         return str(_download(spec.uri, target, http_timeout, source_file, field))
     return _download_artifacts(spec.uri, target, tracking_uri, registry_uri or tracking_uri, source_file, field)
+
+
+def _from_datastore(spec: DataInput, target: Path, stores: Mapping[str, Datastore],
+                    http_timeout: tuple[float, float], source_file: Path | str | None, field: str) -> str:
+    try:
+        location = resolve_location(spec.uri, stores)
+        if location.store.type == "http":
+            if spec.type != "uri_file":
+                raise JobInputError.at(source_file, f"{field}.type", (
+                    f"{location.shown}: datastore {location.store.name!r} is an http datastore, which cannot list "
+                    "a folder; use type: uri_file, or keep the folder in a local or blob datastore"))
+            return str(_download(location.http_url, target, http_timeout, source_file, field))
+        if location.store.type == "local" and spec.mode == "ro_mount":
+            path = location.local_path
+            if not path.exists():
+                raise DatastoreError(f"{location.shown}: {path} does not exist")
+            check_no_links_out(path, location.store.path)
+            return str(path)
+        return str(fetch(location, target, spec.type))
+    except DatastoreError as error:
+        raise JobInputError.at(source_file, field, error.message) from None
+
+
+def _materialize_asset(spec: DataInput, target: Path, tracking_uri: str | None, source_file: Path | str | None,
+                       field: str, materialize) -> str:
+    """A data asset's stored files (downloaded) or the URI it names (materialised as that URI would be)."""
+    try:
+        asset = resolve_data(spec.uri, tracking_uri)
+        if asset.spec.get(STORED_KEY):
+            if spec.mode == "direct":
+                return asset.files_uri
+            _fresh(target)
+            folder = AssetStore(tracking_uri).download_files(asset, target)
+            if asset.spec.get("type") == "uri_file":
+                files = [p for p in folder.iterdir() if p.is_file()]
+                return str(files[0]) if len(files) == 1 else str(folder)
+            return str(folder)
+    except MlflowException as error:
+        raise JobInputError.at(source_file, field, error.message.splitlines()[0]) from None
+    uri = asset.spec.get("path")
+    if spec.mode == "direct":
+        return uri
+    return materialize(DataInput(name=spec.name, type=asset.spec.get("type", spec.type), uri=uri, mode=spec.mode))
+
+
+def pin_data_assets(job: CommandJob, tracking_uri: str | None) -> CommandJob:
+    """``job`` with each data asset input naming its exact version (``azureml:iris@latest`` ->
+    ``azureml:iris:3``), so the run's tags and what the command reads agree; unknown assets are one error."""
+    pinned = {}
+    for name, spec in job.inputs.items():
+        if isinstance(spec, DataInput) and spec.present and spec.scheme == "asset":
+            try:
+                asset = resolve_data(spec.uri, tracking_uri)
+            except MlflowException as error:
+                raise JobInputError.at(job.source_file, f"inputs.{name}", error.message.splitlines()[0]) from None
+            pinned[name] = spec.model_copy(update={"uri": asset.reference})
+    return job.model_copy(update={"inputs": {**job.inputs, **pinned}}) if pinned else job
+
+
+def log_data_assets(job: CommandJob, run_id: str, tracking_uri: str) -> None:
+    """Record each (pinned) data asset input on the run as an MLflow dataset input."""
+    from mlflow import MlflowClient
+
+    datasets = [dataset_input(resolve_data(spec.uri, tracking_uri), name) for name, spec in job.inputs.items()
+                if isinstance(spec, DataInput) and spec.present and spec.scheme == "asset"]
+    if datasets:
+        MlflowClient(tracking_uri).log_inputs(run_id, datasets=datasets)
 
 
 def prepare_outputs(job: CommandJob, outputs_root: Path) -> dict[str, str]:

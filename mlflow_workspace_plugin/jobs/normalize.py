@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 from mlflow_workspace_plugin.jobs.errors import JobSpecError, allowed_list, did_you_mean
 from mlflow_workspace_plugin.jobs.placeholders import find_placeholders, normalize_command
 from mlflow_workspace_plugin.jobs.schema import (
+    MODEL_TYPES,
     Code,
     CommandJobSection,
     Compute,
@@ -36,10 +37,14 @@ from mlflow_workspace_plugin.jobs.spec import (
     PyTorchDistribution,
     TensorFlowDistribution,
 )
+from mlflow_workspace_plugin.store.datastores import STORAGE_SCHEMES, is_storage_uri
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 IO_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SUPPORTED_LOCATIONS = "a local path (relative to the YAML file), file://, http(s)://, runs:/ or models:/ URI"
+SUPPORTED_LOCATIONS = ("a local path (relative to the YAML file), file://, http(s)://, runs:/, models:/, "
+                       "azureml://datastores/<store>/paths/<path>, wasbs://, abfss:// URI or a data asset "
+                       "azureml:<name>:<version> / azureml:<name>@latest")
+FOLDER_TYPES = ("uri_folder", "mltable", *MODEL_TYPES)
 IGNORED_TOP_LEVEL = ("services", "identity", "queue_settings", "properties")
 
 
@@ -225,6 +230,8 @@ class Normalizer:
                 raise self.error(f"{field}.path", "is missing; give " + SUPPORTED_LOCATIONS)
             return DataInput(type=value.type or "uri_folder", uri=None, **common)
         uri, local_path = self.resolve_location(location_field, location)
+        if value.type in MODEL_TYPES and uri.startswith("azureml:") and not uri.startswith("azureml://"):
+            uri = registered_model_uri(uri)  # the workspace's registered model (MLflow's model registry)
         data_type = self.data_type(location_field, value.type, uri, local_path)
         return DataInput(type=data_type, uri=uri, local_path=local_path, **common)
 
@@ -247,15 +254,8 @@ class Normalizer:
 
     def resolve_location(self, field: str, text: str) -> tuple[str, Path | None]:
         """(uri, local path) for an input location; local paths must exist."""
-        if text.startswith("azureml:"):
-            if text.startswith("azureml://"):
-                raise self.error(field, f"{text!r}: azureml:// datastore URIs are not supported here; use "
-                                 + SUPPORTED_LOCATIONS)
-            raise self.error(
-                field,
-                f"{text!r}: named data assets (azureml:<name>:<version>) are not supported here; use "
-                + SUPPORTED_LOCATIONS + " (e.g. the asset's original file, or runs:/<run_id>/<path>)",
-            )
+        if text.startswith("azureml:") or text.lower().startswith(STORAGE_SCHEMES):
+            return self.storage_or_asset(field, text), None
         parsed = urlparse(text)
         scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else ""  # "C:" is a drive, not a scheme
         if scheme == "file":
@@ -285,23 +285,71 @@ class Normalizer:
     def data_type(self, field: str, given: str | None, uri: str, local_path: Path | None) -> str:
         if local_path is not None:
             actual = "uri_file" if local_path.is_file() else "uri_folder"
+            if given in FOLDER_TYPES and actual == "uri_folder":
+                return given
             if given is not None and given != actual:
                 what = "a file" if actual == "uri_file" else "a folder"
                 raise self.error(field.rsplit(".", 1)[0] + ".type",
                                  f"{given} does not match {local_path}, which is {what}; use type: {actual}")
             return actual
-        if uri.startswith(("http://", "https://")):
-            if given == "uri_folder":
+        if uri.startswith(("http://", "https://")) and not is_storage_uri(uri, self.datastores()):
+            if given in FOLDER_TYPES:
                 raise self.error(field.rsplit(".", 1)[0] + ".type",
-                                 "an http(s) URL names one file; use type: uri_file (a web server cannot list folders)")
+                                 "a web server cannot list a folder, so an http(s) URL names one file: use type: "
+                                 "uri_file, or pass the folder from a blob container (https://<account>.blob.core."
+                                 "windows.net/<container>/<folder>, wasbs://) or a datastore (azureml://datastores/"
+                                 "<store>/paths/<folder>)")
             return "uri_file"
         return given or "uri_folder"
+
+    def storage_or_asset(self, field: str, text: str) -> str:
+        """A datastore / blob URI (checked for shape here, looked up when the job starts), a data asset
+        reference, or, for model inputs, ``azureml:<model>:<version>`` -> ``models:/<model>/<version>``."""
+        from mlflow_workspace_plugin.assets.store import parse_reference
+        from mlflow_workspace_plugin.store.datastores import DatastoreError, check_shape
+
+        if text.startswith("azureml:") and not text.startswith("azureml://"):
+            if parse_reference(text) is None:
+                raise self.error(field, f"{text!r} is not an asset reference; expected azureml:<name>:<version> "
+                                 "or azureml:<name>@latest")
+            return text
+        if text.startswith("azureml://") and "/datastores/" not in text:
+            if parse_reference(text) is not None:
+                return text
+            raise self.error(field, f"{text!r}: only azureml://datastores/<store>/paths/<path> and data asset "
+                             "URIs are supported here; use " + SUPPORTED_LOCATIONS)
+        try:
+            check_shape(text)
+        except DatastoreError as error:
+            raise self.error(field, error.message) from None
+        return text
+
+    def datastores(self) -> dict:
+        """The current workspace's datastores (an http URL under a blob datastore is listable)."""
+        try:
+            from mlflow_workspace_plugin.store.datastores import workspace_datastores
+
+            return workspace_datastores()
+        except Exception:  # a broken config is reported where the job starts
+            return {}
 
     def output(self, name: str, value: OutputSection | None) -> JobOutput:
         self.check_io_name("outputs", name)
         if value is None:
             return JobOutput(name=name)
-        return JobOutput(name=name, type=value.type, mode=value.mode, description=value.description)
+        field = f"outputs.{name}"
+        if value.path is not None:
+            if not value.path.startswith("azureml://datastores/"):
+                raise self.error(f"{field}.path", f"{value.path!r}: outputs go to azureml://datastores/<store>/paths/"
+                                 "<path> (or leave path out: the run's outputs/<name>/ artifacts)")
+            self.storage_or_asset(f"{field}.path", value.path)
+        model_name = value.name if value.type in MODEL_TYPES else None
+        if model_name is not None and not NAME_PATTERN.fullmatch(model_name):
+            raise self.error(f"{field}.name", f"{model_name!r} is not a valid model name; allowed: letters, "
+                             "digits, - and _")
+        return JobOutput(name=name, type=value.type, mode=value.mode, description=value.description,
+                         path=value.path, model_name=model_name,
+                         model_version=None if value.version is None else str(value.version))
 
     def check_io_name(self, kind: str, name: str) -> None:
         if not IO_NAME_PATTERN.fullmatch(name):
@@ -355,6 +403,14 @@ class Normalizer:
 
     def _full(self, field: str) -> str:
         return ".".join(part for part in (self.prefix, field) if part)
+
+
+def registered_model_uri(reference: str) -> str:
+    """``azureml:<model>:<version>`` / ``azureml:<model>@latest`` -> ``models:/<model>/<version|latest>``."""
+    from mlflow_workspace_plugin.assets.store import parse_reference
+
+    ref = parse_reference(reference)
+    return f"models:/{ref.name}/{ref.version or ref.label}"
 
 
 def scalar_text(value: bool | int | float | str) -> str:

@@ -29,7 +29,9 @@ from pydantic_core import PydanticCustomError
 
 from mlflow_workspace_plugin.jobs.errors import JobSpecError, allowed_list, did_you_mean, located
 
-INPUT_TYPES = ("uri_file", "uri_folder")
+MODEL_TYPES = ("mlflow_model", "custom_model", "triton_model")
+INPUT_TYPES = ("uri_file", "uri_folder", "mltable", *MODEL_TYPES)
+OUTPUT_TYPES = ("uri_folder", "uri_file", "mltable", *MODEL_TYPES)
 INPUT_MODES = ("ro_mount", "mount", "download", "direct")
 OUTPUT_MODES = ("rw_mount", "upload")
 DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")
@@ -216,12 +218,15 @@ class OutputSection(Section):
     type: StrictStr = "uri_folder"
     mode: StrictStr = "rw_mount"
     description: StrictStr | None = None
+    path: StrictStr | None = None  # azureml://datastores/<store>/paths/<p>: uploaded there when the job ends
+    name: StrictStr | None = None  # model outputs: register under this name (data outputs: ignored)
+    version: StrictStr | StrictInt | None = None
 
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
-        if value != "uri_folder":
-            raise problem(f"type {value!r} is not supported for outputs here; allowed: uri_folder")
+        if value not in OUTPUT_TYPES:
+            raise problem(f"type {value!r} is not supported for outputs here; allowed: {allowed_list(OUTPUT_TYPES)}")
         return value
 
     @field_validator("mode")

@@ -18,7 +18,7 @@ from mlflow_workspace_plugin.jobs.placeholders import Placeholder, find_placehol
 
 InputMode = Literal["ro_mount", "download", "direct"]
 OutputMode = Literal["rw_mount", "upload"]
-DataType = Literal["uri_file", "uri_folder"]
+DataType = Literal["uri_file", "uri_folder", "mltable", "mlflow_model", "custom_model", "triton_model"]
 Scalar = bool | int | float | str
 
 
@@ -60,14 +60,20 @@ class DataInput(_Frozen):
         return self.uri is not None
 
     @property
-    def scheme(self) -> Literal["local", "http", "runs", "models"] | None:
+    def scheme(self) -> Literal["local", "http", "runs", "models", "datastore", "asset"] | None:
         """Where the data comes from; None when absent."""
         if self.uri is None:
             return None
         if self.local_path is not None:
             return "local"
+        from mlflow_workspace_plugin.store.datastores import is_storage_uri
+
+        if is_storage_uri(self.uri):
+            return "datastore"
         if self.uri.startswith(("http://", "https://")):
             return "http"
+        if self.uri.startswith("azureml:"):
+            return "asset"
         return "runs" if self.uri.startswith("runs:/") else "models"
 
 
@@ -78,9 +84,12 @@ class JobOutput(_Frozen):
     """``outputs.x``: a writable folder whose content becomes the run's ``outputs/<name>/`` artifacts."""
 
     name: str
-    type: Literal["uri_folder"] = "uri_folder"
+    type: DataType = "uri_folder"
     mode: OutputMode = "rw_mount"
     description: str | None = None
+    path: str | None = None  # a datastore URI: the folder is uploaded there when the job ends
+    model_name: str | None = None  # model outputs: registered under this name (YAML ``name``)
+    model_version: str | None = None  # (YAML ``version``; informational: the registry numbers versions)
 
 
 class Environment(_Frozen):

@@ -34,6 +34,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import SourceType
+from mlflow.exceptions import MlflowException
 from mlflow.projects.utils import get_git_commit, get_git_repo_url
 from mlflow.tracking.context.default_context import _get_user
 from mlflow.utils.mlflow_tags import (
@@ -56,14 +57,22 @@ from mlflow_workspace_plugin.compute.remote import RemoteExecutor
 from mlflow_workspace_plugin.execution import RunRequest, launch
 from mlflow_workspace_plugin.jobs import job_names
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
-from mlflow_workspace_plugin.jobs.inputs import describe_io, materialize_input, prepare_outputs
+from mlflow_workspace_plugin.jobs.inputs import (
+    describe_io,
+    log_data_assets,
+    materialize_input,
+    pin_data_assets,
+    prepare_outputs,
+)
 from mlflow_workspace_plugin.jobs.job_environment import job_environment
 from mlflow_workspace_plugin.jobs.local_control import record_processes
 from mlflow_workspace_plugin.jobs.normalize import NAME_PATTERN, scalar_text
+from mlflow_workspace_plugin.jobs.outputs import deliver_outputs, has_deliveries
 from mlflow_workspace_plugin.jobs.placeholders import render_command
 from mlflow_workspace_plugin.jobs.process_plan import check_launchable, job_processes
 from mlflow_workspace_plugin.jobs.registry import explicit_tracking_uri, find_job, planned_uri, store_exists
 from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInput
+from mlflow_workspace_plugin.store.datastores import workspace_datastores
 from mlflow_workspace_plugin.workspace import Workspace
 
 _logger = logging.getLogger("mlflow.projects.azureml")
@@ -78,10 +87,26 @@ class PreparedJob:
     private_dir: Path | None = None
     remote: bool = False
     notes: list[str] = field(default_factory=list)
+    job: CommandJob | None = None  # as run: data asset inputs pinned to their exact versions
+    datastores: dict = field(default_factory=dict)
+    outputs_dir: Path | None = None  # a local run's ./outputs (datastore / model outputs are read there)
+    _finished: threading.Lock = field(default_factory=threading.Lock)
+    _delivered: bool = False
 
     def cleanup(self) -> None:
         if self.private_dir is not None:
             shutil.rmtree(self.private_dir, ignore_errors=True)
+
+    def finish(self, handle: WatchedRun) -> None:
+        """Once the run has ended: deliver its outputs (datastore uploads, model registrations) if it
+        FINISHED. Runs once, whichever of the watcher thread and the exit hook gets here first."""
+        with self._finished:
+            if self._delivered or self.job is None or not has_deliveries(self.job):
+                self._delivered = True
+                return
+            self._delivered = True
+            if handle.get_status() == "FINISHED":
+                deliver_outputs(self.job, handle.run_id, handle.tracking_uri, self.datastores, self.outputs_dir)
 
 
 def submit_job(
@@ -114,6 +139,10 @@ def submit_job(
         prepared.cleanup()
         raise
     handle.job_name = prepared.name
+    try:
+        log_data_assets(prepared.job, handle.run_id, handle.tracking_uri)
+    except MlflowException as exc:  # the tags already name the exact versions
+        _logger.warning("mlflow-workspace: could not record the data assets of job %s: %s", prepared.name, exc)
     pids = getattr(handle, "pids", None)
     if pids:
         try:
@@ -141,7 +170,9 @@ def prepare_job(
     name = job_name_for(job, run_name)
     tracking_uri = planned_uri(workspace)
     check_unique(job, name, tracking_uri)
-    prepared = PreparedJob(name=name, request=None, remote=remote)  # type: ignore[arg-type]
+    job = pin_data_assets(job, tracking_uri)
+    prepared = PreparedJob(name=name, request=None, remote=remote, job=job,  # type: ignore[arg-type]
+                           datastores=workspace_datastores(workspace))
 
     def private_dir() -> Path:
         if prepared.private_dir is None:
@@ -158,10 +189,11 @@ def prepare_job(
         travelling = remote and any(needs_data_on_cluster(spec) for spec in job.inputs.values())
         source_dir = code if remote and not travelling else stage_snapshot(snapshot, private_dir() / "code")
         if travelling:  # the data goes to the cluster inside the job's source package
-            values = remote_input_values(job, Path(source_dir), tracking_uri)
+            values = remote_input_values(job, Path(source_dir), tracking_uri, prepared.datastores)
         else:
-            values = input_values(job, private_dir, tracking_uri)
+            values = input_values(job, private_dir, tracking_uri, prepared.datastores)
         values.update(output_values(job, source_dir, remote))
+        prepared.outputs_dir = None if remote else Path(source_dir) / "outputs"
         values.update({f"search_space.{key}": scalar_text(value) for key, value in (search_values or {}).items()})
         command = render_command(job.command, values)
         if remote and job.outputs:  # the job works in a copy on the cluster: make the folders there
@@ -204,7 +236,8 @@ def check_unique(job: CommandJob, name: str, tracking_uri: str) -> None:
             "are unique: give another name (--name) or leave it out to get a generated one")
 
 
-def input_values(job: CommandJob, private_dir: Callable[[], Path], tracking_uri: str) -> dict[str, str | None]:
+def input_values(job: CommandJob, private_dir: Callable[[], Path], tracking_uri: str,
+                 datastores: Mapping | None = None) -> dict[str, str | None]:
     """``inputs.<name>`` -> the value the command gets (None for an optional input left out)."""
     values: dict[str, str | None] = {}
     for name, spec in job.inputs.items():
@@ -212,7 +245,8 @@ def input_values(job: CommandJob, private_dir: Callable[[], Path], tracking_uri:
             values[f"inputs.{name}"] = None
             continue
         folder = private_dir() if needs_private_copy(spec) else job.source_file.parent  # (not written to)
-        values[f"inputs.{name}"] = materialize_input(spec, folder, tracking_uri, source_file=job.source_file)
+        values[f"inputs.{name}"] = materialize_input(spec, folder, tracking_uri, source_file=job.source_file,
+                                                     datastores=datastores)
     return values
 
 
@@ -221,7 +255,8 @@ def needs_data_on_cluster(spec: LiteralInput | DataInput) -> bool:
     return isinstance(spec, DataInput) and spec.present and spec.mode != "direct"
 
 
-def remote_input_values(job: CommandJob, staged_code: Path, tracking_uri: str) -> dict[str, str | None]:
+def remote_input_values(job: CommandJob, staged_code: Path, tracking_uri: str,
+                        datastores: Mapping | None = None) -> dict[str, str | None]:
     """For a remote job: data inputs are copied / downloaded into the staged source under
     ``.mlflow-job/inputs/<name>`` (so they travel in the job's package, within the snapshot limits)
     and the command gets their path relative to the job's working folder."""
@@ -229,11 +264,13 @@ def remote_input_values(job: CommandJob, staged_code: Path, tracking_uri: str) -
     values: dict[str, str | None] = {}
     for name, spec in job.inputs.items():
         if not needs_data_on_cluster(spec):
-            values[f"inputs.{name}"] = (materialize_input(spec, data_root, tracking_uri, source_file=job.source_file)
+            values[f"inputs.{name}"] = (materialize_input(spec, data_root, tracking_uri, source_file=job.source_file,
+                                                          datastores=datastores)
                                         if spec.present else None)
             continue
         copy = spec.model_copy(update={"mode": "download"}) if spec.mode != "download" else spec
-        local = Path(materialize_input(copy, data_root, tracking_uri, source_file=job.source_file))
+        local = Path(materialize_input(copy, data_root, tracking_uri, source_file=job.source_file,
+                                       datastores=datastores))
         values[f"inputs.{name}"] = local.relative_to(staged_code).as_posix()
     if data_root.exists():  # the staged folder already is the snapshot: no ignore rule may drop the data
         (staged_code / ".amlignore").write_text("# staged by mlflow-workspace: already the job's snapshot\n",
@@ -296,7 +333,7 @@ _pending_lock = threading.Lock()
 def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
     """Remove the job's private folder once its run has ended (at exit for local runs; a remote run
     still going at exit keeps it: its downloaded inputs may be read from there)."""
-    if prepared.private_dir is None:
+    if prepared.private_dir is None and not (prepared.job is not None and has_deliveries(prepared.job)):
         return
     key = id(handle)
     with _pending_lock:
@@ -305,9 +342,12 @@ def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
     def wait_then_remove() -> None:
         while not handle.wait_for(3600):
             pass
-        with _pending_lock:
-            _pending.pop(key, None)
-        prepared.cleanup()
+        try:
+            prepared.finish(handle)
+        finally:
+            with _pending_lock:
+                _pending.pop(key, None)
+            prepared.cleanup()
 
     threading.Thread(target=wait_then_remove, name=f"mlflow-ws-job-cleanup-{prepared.name[:20]}",
                      daemon=True).start()
@@ -322,7 +362,11 @@ def _cleanup_at_exit() -> None:
         if not prepared.remote and handle.get_status() == "RUNNING":
             handle.cancel()  # local runs end with this process (compute.local does the same)
         if not prepared.remote or handle.wait_for(0):
+            prepared.finish(handle)
             prepared.cleanup()
+        elif prepared.job is not None and has_deliveries(prepared.job):
+            _warn(f"job {prepared.name} is still running on {prepared.job.compute}: its datastore / model outputs "
+                  "are delivered by the process that submitted it, which is exiting now; use --stream to wait")
 
 
 def _warn(message: str) -> None:
