@@ -1,6 +1,6 @@
 """A real Azure Storage emulator (Azurite's Blob service) on a free loopback port, for blob datastore tests.
 
-The binary comes from ``.ci/run`` (``npm install --no-save --prefix .azurite azurite``) or PATH. Azurite
+The binary comes from ``.azurite/`` (installed there by npm on first use, or by ``.ci/run``) or PATH. Azurite
 has no ADLS Gen2 (DFS) endpoint: ``abfss://`` is exercised through the Blob endpoint, as the plugin reads
 ADLS Gen2 accounts (multi-protocol access).
 """
@@ -48,11 +48,24 @@ class Azurite:
                                       expiry=datetime.now(timezone.utc) + timedelta(hours=2))
 
 
-def azurite_binary() -> str | None:
+def azurite_binary(install: bool = True) -> str | None:
+    """``azurite-blob`` from ``.azurite/`` or PATH; with npm there and no binary yet, npm installs it
+    into ``.azurite/`` first (so the README's test command needs no extra step)."""
     local = REPO / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
     if local.exists():
         return str(local)
-    return shutil.which("azurite-blob")
+    found = shutil.which("azurite-blob")
+    if found or not install or shutil.which("npm") is None:
+        return found
+    from mlflow_workspace_plugin.file_lock import held
+
+    (REPO / ".azurite").mkdir(exist_ok=True)
+    with held(REPO / ".azurite" / ".install.lock"):  # two test workers: one install
+        if not local.exists():
+            subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
+                            str(REPO / ".azurite"), "azurite"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=600, check=False)
+    return str(local) if local.exists() else None
 
 
 def start_azurite(folder: Path) -> Azurite:
