@@ -9,11 +9,15 @@ runs:/, models:/       downloaded (MLflow artifacts)  downloaded (MLflow artifac
 =====================  =============================  ==========================================
 
 ``direct`` passes the URI as written. Literal inputs become their text (``str(value)``).
+With ``contained=True`` (data that travels with a remote job) a local folder is copied without
+following a link: links ending inside it stay (relative) links, links pointing outside it are left
+out with one warning naming them (never their targets' bytes).
 Downloads land in ``<private_dir>/inputs/<name>/``. Outputs are folders ``<outputs_root>/<name>/``.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -23,6 +27,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+from mlflow_workspace_plugin.capture.links import copy_tree_contained
 from mlflow_workspace_plugin.jobs.errors import JobInputError
 from mlflow_workspace_plugin.jobs.normalize import scalar_text
 from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInput
@@ -30,6 +35,7 @@ from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInpu
 HTTP_CONNECT_TIMEOUT = 10.0  # seconds to reach the server
 HTTP_READ_TIMEOUT = 60.0  # seconds of silence allowed while downloading
 _CHUNK = 1 << 20
+_logger = logging.getLogger("mlflow.projects.azureml")
 
 
 def materialize_input(
@@ -40,6 +46,7 @@ def materialize_input(
     registry_uri: str | None = None,
     source_file: Path | str | None = None,
     http_timeout: tuple[float, float] = (HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT),
+    contained: bool = False,
 ) -> str:
     """The value ``${{inputs.<name>}}`` takes for ``spec`` (see the module table).
 
@@ -58,7 +65,7 @@ def materialize_input(
     if spec.scheme == "local":
         if spec.mode == "ro_mount":
             return str(spec.local_path)
-        return str(_copy(spec.local_path, target))
+        return str(_copy(spec.local_path, target, field if contained else None))
     if spec.scheme == "http":
         return str(_download(spec.uri, target, http_timeout, source_file, field))
     return _download_artifacts(spec.uri, target, tracking_uri, registry_uri or tracking_uri, source_file, field)
@@ -137,8 +144,15 @@ def redact_uri(uri: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc, query=query, fragment=""))
 
 
-def _copy(source: Path, target: Path) -> Path:
+def _copy(source: Path, target: Path, contained_field: str | None = None) -> Path:
     _fresh(target)
+    if source.is_dir() and contained_field is not None:
+        skipped = copy_tree_contained(source, target)
+        if skipped:
+            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            _logger.warning("mlflow-workspace: %s: left out %d symbolic link(s) pointing outside %s (never "
+                            "followed): %s", contained_field, len(skipped), source, shown)
+        return target
     if source.is_dir():
         shutil.copytree(source, target)
         return target
