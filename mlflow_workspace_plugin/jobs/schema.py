@@ -92,9 +92,9 @@ ScalarValue = Annotated[bool | int | float | str, PlainValidator(_scalar)]
 
 
 def _timeout(value: int) -> int:
-    if not 1 <= value <= MAX_TIMEOUT_SECONDS:
-        raise problem(f"must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS} (365 days), "
-                      f"got {_kind(value)}")
+    if value > MAX_TIMEOUT_SECONDS:
+        raise problem(f"must be <= {MAX_TIMEOUT_SECONDS} seconds (365 days), got {_kind(value)}; "
+                      f"allowed: 1 to {MAX_TIMEOUT_SECONDS}")
     return value
 
 
@@ -111,7 +111,7 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
-TimeoutSeconds = Annotated[int, AfterValidator(_timeout)]
+TimeoutSeconds = Annotated[int, Field(gt=0), AfterValidator(_timeout)]
 EnvName = Annotated[StrictStr, AfterValidator(_env_name)]
 EnvValue = Annotated[ScalarValue, AfterValidator(_no_nul)]
 CommandText = Annotated[StrictStr, AfterValidator(_no_nul)]
