@@ -8,12 +8,12 @@ Forms (both spellings of seed 004 and CLI v2):
 - ``$[[ ... ]]``: an optional block (CLI v2), dropped when a placeholder inside it has no value.
 
 Rendered values are escaped for the quoting context each placeholder stands in (bare, ``'...'``,
-``"..."``, ``$'...'``; found by :mod:`.shell_quoting`'s lexer over the command), so the command receives
-exactly the value's text whatever characters it holds: numbers and plain paths stay readable, a bare value
-with spaces or quotes stays one argument, and ``'${{inputs.x}}'`` / ``"${{inputs.x}}"`` cannot be broken
-out of. A placeholder where no escaping is certain (inside backticks, ``${...}``, ``$((...))``, a
-here-document, right after ``\\`` or ``$``) is an error naming it. A NUL character in the rendered
-command is an error too (no process can receive it).
+``"..."``, ``$'...'``; found by the lexer of :mod:`mlflow_workspace_plugin.shell_quoting`), so the
+command receives exactly the value's text whatever characters it holds: numbers and plain paths stay
+readable, a bare value with spaces or quotes stays one argument, and ``'${{inputs.x}}'`` /
+``"${{inputs.x}}"`` cannot be broken out of. A placeholder where no escaping is certain (inside
+backticks, ``${...}``, ``$((...))``, a here-document, right after ``\\`` or ``$``) is an error naming
+it. A NUL character in the rendered command is an error too (no process can receive it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
-from mlflow_workspace_plugin.jobs.shell_quoting import Slot, UnsafeSlot, escape_for, slot_contexts
+from mlflow_workspace_plugin.shell_quoting import Slot, UnsafeSlot, escape_for, slot_contexts
 
 KINDS = ("inputs", "outputs", "search_space")
 ALLOWED_FORMS = "${{inputs.<name>}}, ${{outputs.<name>}}, ${{search_space.<name>}} (or {inputs.<name>} ...)"

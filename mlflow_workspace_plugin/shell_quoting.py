@@ -1,6 +1,9 @@
 """Where a value slot stands in a shell command, and how to write a value there so the shell reads exactly it.
 
-A job's ``command`` runs with ``bash -c``. A placeholder may stand bare (``--x ${{inputs.x}}``), inside
+Standard library only (ground floor): both doors that substitute values into commands use it, a job's
+placeholders (``jobs.placeholders``) and an MLproject's ``{param}`` (:func:`format_command`).
+
+A command runs with ``bash -c``. A placeholder may stand bare (``--x ${{inputs.x}}``), inside
 single quotes (``'${{inputs.x}}'``), double quotes (``"${{inputs.x}}"``) or bash's ``$'...'``; each
 context needs its own escaping, and escaping for the wrong one is an injection (``shlex.quote`` inside
 single quotes closes them). :func:`slot_contexts` runs a small POSIX-sh / bash lexer over the command's
@@ -20,7 +23,8 @@ early for it — write such commands in a script file.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 BARE = "bare"
@@ -85,6 +89,23 @@ def slot_contexts(pieces: Sequence[str | Slot]) -> list[str]:
         else:
             lexer.feed(piece)
     return contexts
+
+
+def format_command(template: str, values: Mapping[str, str]) -> str:
+    """``template.format(**values)`` (Python format syntax, as MLproject commands use), each value
+    escaped for the quoting context its ``{field}`` stands in. Raises :class:`UnsafeSlot`."""
+    formatter = string.Formatter()
+    pieces: list[str | Slot] = []
+    texts: list[str] = []
+    for literal, field, spec, conversion in formatter.parse(template):
+        pieces.append(literal)
+        if field is None:
+            continue
+        value, _ = formatter.get_field(field, (), values)
+        texts.append(formatter.format_field(formatter.convert_field(value, conversion), spec or ""))
+        pieces.append(Slot("{" + field + "}"))
+    escaped = iter(escape_for(context, text) for context, text in zip(slot_contexts(pieces), texts, strict=True))
+    return "".join(next(escaped) if isinstance(piece, Slot) else piece for piece in pieces)
 
 
 class _Lexer:
