@@ -104,6 +104,27 @@ def test_a_hand_made_links_manifest_cannot_point_out(tmp_path):
     assert (tmp_path / "job" / "sub" / "ok").read_text() == "ok"
 
 
+@pytest.mark.slow
+def test_job_runner_in_a_ray_extracted_package_restores_links_and_uploads_no_target(local_tracking, tmp_path):
+    """The job side without a cluster: Ray's own extractor, then the real job runner process."""
+    from ray._private.runtime_env.packaging import unzip_package
+
+    code = hostile_code(tmp_path / "src")
+    package = build_source_zip(collect_snapshot(code), tmp_path / "source.zip")
+    extracted = tmp_path / "working_dir"
+    unzip_package(str(package), str(extracted), remove_top_level_directory=False, unlink_zip=False)
+    client = MlflowClient(local_tracking)
+    run = client.create_run(client.create_experiment("runner-links"))
+    env = {**os.environ, "MLFLOW_RUN_ID": run.info.run_id, "MLFLOW_TRACKING_URI": local_tracking}
+    result = subprocess.run([sys.executable, "-m", "mlflow_workspace_plugin.compute.job_runner", "--", "bash run.sh"],
+                            cwd=extracted, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a,b\na,b\na,b\n" in result.stdout
+    snapshot = {p.removeprefix("snapshot/") for p in artifact_paths(client, run.info.run_id, "snapshot")}
+    assert snapshot == {"real/data.csv", "run.sh"}
+    assert len(warning_lines(result.stderr, "not uploaded to snapshot/")) == 1, result.stderr
+
+
 # ---------------------------------------------------------------- end to end through the CLIs
 def cli_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
