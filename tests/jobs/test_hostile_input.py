@@ -234,3 +234,27 @@ def test_cli_bad_files_are_one_error_line_and_create_no_run(tmp_path):
         assert len(errors) == 1 and named in errors[0] and len(result.stderr.strip().splitlines()) == 1, \
             (case, result.stderr[-2000:])
     assert run_count() == before
+
+
+@pytest.mark.slow
+def test_hostile_values_on_a_ray_target_reach_the_command_exactly(ray_workspace, tmp_path):
+    from helpers import read_artifact
+    from mlflow import MlflowClient
+
+    from mlflow_workspace_plugin.jobs import load_job, submit_job
+
+    pwned = tmp_path / "pwned"
+    job = write(tmp_path / "job.yml", f"""
+        command: {PRINT_LINES} ${{{{inputs.x}}}} '${{{{inputs.x}}}}' "${{{{inputs.x}}}}" && echo x > ${{{{outputs.o}}}}/f
+        inputs: {{x: default}}
+        outputs: {{o: {{}}}}
+        compute: azureml:fast-cluster
+        experiment_name: hostile-ray
+    """)
+    value = f"'; touch {pwned}; ' \"$(touch {pwned})\" `touch {pwned}` \\ $HOME\nnext line"
+    handle = submit_job(load_job(job, overrides=[f"inputs.x={value}"]))
+    assert handle.wait(), handle.failure_message()
+    log = read_artifact(MlflowClient(ray_workspace), handle.run_id, "user_logs/std_log.txt")
+    printed = "\n".join(line for line in log.splitlines() if not line.startswith("==="))
+    assert printed.count(f"[{value}]") == 3, log
+    assert not pwned.exists()
