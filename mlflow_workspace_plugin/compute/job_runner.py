@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin.capture.links import restore_links
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
 from mlflow_workspace_plugin.compute.sealed_secrets import unseal_into_environment
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-job-{run_id[:8]}-"))
     work_dir = scratch / "project"
     shutil.copytree(source, work_dir, symlinks=True)
+    restore_links(work_dir)  # Ray extracts the package's links as plain files
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
     processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))

@@ -18,10 +18,14 @@ Datastore URIs are ``azureml://datastores/<store>/paths/<p>``, ``wasbs://``, ``a
 registered model (``models:/``). ``direct`` passes the URI as written. Literal inputs become their text
 (``str(value)``). Downloads land in ``<private_dir>/inputs/<name>/``. Outputs are folders
 ``<outputs_root>/<name>/``.
+With ``contained=True`` (data that travels with a remote job) a local folder is copied without
+following a link: links ending inside it stay (relative) links, links pointing outside it are left
+out with one warning naming them (never their targets' bytes).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -34,6 +38,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from mlflow_workspace_plugin.assets.data import STORED_KEY, dataset_input, resolve_data
 from mlflow_workspace_plugin.assets.store import AssetStore
+from mlflow_workspace_plugin.capture.links import copy_tree_contained
 from mlflow_workspace_plugin.jobs.errors import JobInputError
 from mlflow_workspace_plugin.jobs.normalize import scalar_text
 from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInput
@@ -50,6 +55,7 @@ from mlflow_workspace_plugin.store.datastores import resolve as resolve_location
 HTTP_CONNECT_TIMEOUT = 10.0  # seconds to reach the server
 HTTP_READ_TIMEOUT = 60.0  # seconds of silence allowed while downloading
 _CHUNK = 1 << 20
+_logger = logging.getLogger("mlflow.projects.azureml")
 
 
 def materialize_input(
@@ -61,6 +67,7 @@ def materialize_input(
     source_file: Path | str | None = None,
     http_timeout: tuple[float, float] = (HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT),
     datastores: Mapping[str, Datastore] | None = None,
+    contained: bool = False,
 ) -> str:
     """The value ``${{inputs.<name>}}`` takes for ``spec`` (see the module table).
 
@@ -80,12 +87,13 @@ def materialize_input(
     if spec.scheme == "local":
         if spec.mode == "ro_mount":
             return str(spec.local_path)
-        return str(_copy(spec.local_path, target))
+        return str(_copy(spec.local_path, target, field if contained else None))
     if spec.scheme == "asset":
         return _materialize_asset(spec, target, tracking_uri, source_file, field,
                                   lambda inner: materialize_input(inner, private_dir, tracking_uri,
                                                                   registry_uri=registry_uri, source_file=source_file,
-                                                                  http_timeout=http_timeout, datastores=datastores))
+                                                                  http_timeout=http_timeout, datastores=datastores,
+                                                                  contained=contained))
     if spec.scheme in ("datastore", "http"):
         stores = workspace_datastores() if datastores is None else datastores
         if spec.scheme == "datastore" or is_storage_uri(spec.uri, stores):
@@ -234,8 +242,15 @@ def redact_uri(uri: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc, query=query, fragment=""))
 
 
-def _copy(source: Path, target: Path) -> Path:
+def _copy(source: Path, target: Path, contained_field: str | None = None) -> Path:
     _fresh(target)
+    if source.is_dir() and contained_field is not None:
+        skipped = copy_tree_contained(source, target)
+        if skipped:
+            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            _logger.warning("mlflow-workspace: %s: left out %d symbolic link(s) pointing outside %s (never "
+                            "followed): %s", contained_field, len(skipped), source, shown)
+        return target
     if source.is_dir():
         shutil.copytree(source, target)
         return target

@@ -3,6 +3,10 @@
 Steps: read the YAML (errors carry line and column; duplicate keys are errors), apply ``--set``
 overrides to the raw mapping, validate keys and types (:mod:`schema`), then normalise and check paths and
 placeholders (:mod:`normalize`). Any mistake raises :class:`JobSpecError` naming the file and field.
+
+Hostile files are bounded before PyYAML builds anything: at most :data:`MAX_YAML_BYTES`, nesting at most
+:data:`MAX_YAML_DEPTH` deep, and at most :data:`MAX_YAML_NODES` values once aliases are expanded (so
+neither a 100,000-deep nesting nor a "billion laughs" alias bomb gets further than the first look).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from mlflow_workspace_plugin.jobs.normalize import Normalizer
 from mlflow_workspace_plugin.jobs.overrides import apply_overrides
 from mlflow_workspace_plugin.jobs.schema import CommandJobSection, validate_raw
 from mlflow_workspace_plugin.jobs.spec import CommandJob
+
+MAX_YAML_BYTES = 4 * 1024 * 1024
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 200_000
 
 
 def load_job(path: str | Path, overrides: Sequence[str] = (), name: str | None = None) -> CommandJob:
@@ -56,7 +64,15 @@ def read_yaml_mapping(source_file: Path, *, shown_file: str | None = None) -> di
     """The top-level mapping of a YAML file; invalid YAML, duplicate keys or another shape raise JobSpecError."""
     shown = shown_file or str(source_file)
     try:
-        text = source_file.read_text(encoding="utf-8")
+        size = source_file.stat().st_size if source_file.is_file() else 0
+        if size > MAX_YAML_BYTES:
+            raise JobSpecError.at(shown, None, f"is {size / 1048576:.1f} MiB; a job file is at most "
+                                  f"{MAX_YAML_BYTES // 1048576} MiB")
+        with source_file.open(encoding="utf-8") as file:
+            text = file.read(MAX_YAML_BYTES + 1)  # (a file growing meanwhile, or a FIFO)
+        if len(text) > MAX_YAML_BYTES:
+            raise JobSpecError.at(shown, None, f"is larger than {MAX_YAML_BYTES // 1048576} MiB, the most a job "
+                                  "file may be")
     except FileNotFoundError:
         raise JobSpecError.at(shown, None, "no such file") from None
     except IsADirectoryError:
@@ -64,6 +80,7 @@ def read_yaml_mapping(source_file: Path, *, shown_file: str | None = None) -> di
     except (OSError, UnicodeDecodeError) as error:
         raise JobSpecError.at(shown, None, f"cannot be read: {error}") from None
     try:
+        check_yaml_shape(text, shown)
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise JobSpecError.at(shown, None, _yaml_problem(error)) from None
@@ -72,6 +89,34 @@ def read_yaml_mapping(source_file: Path, *, shown_file: str | None = None) -> di
     if not isinstance(data, dict):
         raise JobSpecError.at(shown, None, f"expected a mapping of keys at the top level, got a {type(data).__name__}")
     return data
+
+
+def check_yaml_shape(text: str, shown: str) -> None:
+    """Raise :class:`JobSpecError` if ``text`` nests deeper than :data:`MAX_YAML_DEPTH` or holds more
+    than :data:`MAX_YAML_NODES` values with aliases expanded (read as an event stream: no recursion)."""
+    sizes: dict[str, int] = {}  # anchor -> values below it, expanded
+    stack: list[list] = [[0, None]]  # per open collection: [values so far, its anchor]; [0]: the document
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([1, event.anchor])
+            if len(stack) - 1 > MAX_YAML_DEPTH:
+                raise JobSpecError.at(shown, None, f"nests deeper than {MAX_YAML_DEPTH} levels (at line "
+                                      f"{event.start_mark.line + 1}); a job file is at most that deep")
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            count, anchor = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            count, anchor = 1, event.anchor
+        elif isinstance(event, yaml.AliasEvent):
+            count, anchor = sizes.get(event.anchor, 1), None
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = count
+        stack[-1][0] += count  # a collection's count also reaches its parent when it ends
+        if stack[-1][0] > MAX_YAML_NODES:
+            raise JobSpecError.at(shown, None, f"holds more than {MAX_YAML_NODES} values once its aliases "
+                                  f"(*name) are expanded (at line {event.start_mark.line + 1})")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -7,19 +7,24 @@ Forms (both spellings of seed 004 and CLI v2):
   azure-ai-ml does);
 - ``$[[ ... ]]``: an optional block (CLI v2), dropped when a placeholder inside it has no value.
 
-Rendered values are shell-quoted with :func:`shlex.quote`, so numbers and plain paths stay readable and a
-value with spaces or quotes stays one argument.
+Rendered values are escaped for the quoting context each placeholder stands in (bare, ``'...'``,
+``"..."``, ``$'...'``; found by the lexer of :mod:`mlflow_workspace_plugin.shell_quoting`), so the
+command receives exactly the value's text whatever characters it holds: numbers and plain paths stay
+readable, a bare value with spaces or quotes stays one argument, and ``'${{inputs.x}}'`` /
+``"${{inputs.x}}"`` cannot be broken out of. A placeholder where no escaping is certain (inside
+backticks, ``${...}``, ``$((...))``, a here-document, right after ``\\`` or ``$``) is an error naming
+it. A NUL character in the rendered command is an error too (no process can receive it).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
+from mlflow_workspace_plugin.shell_quoting import Slot, UnsafeSlot, escape_for, slot_contexts
 
 KINDS = ("inputs", "outputs", "search_space")
 ALLOWED_FORMS = "${{inputs.<name>}}, ${{outputs.<name>}}, ${{search_space.<name>}} (or {inputs.<name>} ...)"
@@ -78,7 +83,11 @@ def find_placeholders(
 
 
 def normalize_command(command: str, *, source_file: Path | str | None = None, field: str = "command") -> str:
-    """``command`` with every placeholder spelled ``${{kind.name}}``, surrounding blank space trimmed."""
+    """``command`` with every placeholder spelled ``${{kind.name}}``, surrounding blank space trimmed.
+
+    A placeholder standing where no escaping is certain is an error now (see :func:`check_quoting`).
+    """
+    check_quoting(command, source_file=source_file, field=field)
     pieces, position = [], 0
     for placeholder in find_placeholders(command, source_file=source_file, field=field):
         pieces += [command[position : placeholder.start], placeholder.canonical]
@@ -87,15 +96,17 @@ def normalize_command(command: str, *, source_file: Path | str | None = None, fi
     return "".join(pieces).strip()
 
 
-def render_command(command: str, values: Mapping[str, str | None]) -> str:
+def render_command(command: str, values: Mapping[str, str | None], *, source_file: Path | str | None = None,
+                   field: str = "command") -> str:
     """Substitute ``values`` (keys ``inputs.x`` / ``outputs.x`` / ``search_space.x``) into ``command``.
 
-    Values are shell-quoted. A ``$[[ ... ]]`` block is dropped when one of its placeholders has no value
-    (missing key or None) and kept without its brackets otherwise. A placeholder outside such a block
-    with no value raises :class:`JobSpecError`.
+    Each value is escaped for the quoting context its placeholder stands in (see the module text). A
+    ``$[[ ... ]]`` block is dropped when one of its placeholders has no value (missing key or None) and
+    kept without its brackets otherwise. A placeholder outside such a block with no value, one where no
+    escaping is certain, and a NUL character raise :class:`JobSpecError`.
     """
-    placeholders = find_placeholders(command)
-    blocks = _optional_blocks(command, None, "command")
+    placeholders = find_placeholders(command, source_file=source_file, field=field)
+    blocks = _optional_blocks(command, source_file, field)
     dropped = [
         (start, end)
         for start, end in blocks
@@ -104,21 +115,59 @@ def render_command(command: str, values: Mapping[str, str | None]) -> str:
     for placeholder in placeholders:
         if not placeholder.optional_block and values.get(placeholder.key) is None:
             raise JobSpecError.at(
-                None, "command", f"no value for {placeholder.text}; known: {', '.join(sorted(values)) or '(none)'}"
-            )
-    edits: list[tuple[int, int, str]] = [(start, end, "") for start, end in dropped]
+                source_file, field,
+                f"no value for {placeholder.text}; known: {', '.join(sorted(values)) or '(none)'}")
+    pieces = _pieces(command, placeholders, blocks, dropped)
+    try:
+        contexts = slot_contexts(pieces)
+    except UnsafeSlot as error:
+        raise JobSpecError.at(source_file, field, str(error)) from None
+    texts = iter(escape_for(context, str(values[slot.key])) for slot, context in
+                 zip([p for p in pieces if isinstance(p, _ValueSlot)], contexts, strict=True))
+    rendered = "".join(next(texts) if isinstance(piece, Slot) else piece for piece in pieces)
+    if "\0" in rendered:
+        where = next((f"the value of {p.text}" for p in placeholders if "\0" in str(values.get(p.key) or "")),
+                     "the command")
+        raise JobSpecError.at(source_file, field, f"{where} holds a NUL character (\\0), which no process can "
+                              "receive in a command; remove it")
+    return rendered
+
+
+def check_quoting(command: str, *, source_file: Path | str | None = None, field: str = "command") -> None:
+    """Raise :class:`JobSpecError` now if a placeholder of ``command`` stands where no escaping is certain
+    (checked with every optional block kept; rendering checks again with the blocks it drops)."""
+    placeholders = find_placeholders(command, source_file=source_file, field=field)
+    try:
+        slot_contexts(_pieces(command, placeholders, _optional_blocks(command, source_file, field), []))
+    except UnsafeSlot as error:
+        raise JobSpecError.at(source_file, field, str(error)) from None
+
+
+@dataclass
+class _ValueSlot(Slot):
+    """A placeholder's slot: ``label`` is the placeholder as written, ``key`` its value's key (``inputs.x``)."""
+
+    key: str = ""
+
+
+def _pieces(command: str, placeholders: list[Placeholder], blocks: list[tuple[int, int]],
+            dropped: list[tuple[int, int]]) -> list[str | Slot]:
+    """``command`` as literal text and placeholder slots, with dropped blocks removed and the ``$[[``
+    / ``]]`` markers of kept ones taken out (the shell reads the command in that form)."""
+    cuts: list[tuple[int, int, Placeholder | None]] = [(start, end, None) for start, end in dropped]
     for start, end in blocks:
         if (start, end) not in dropped:
-            edits += [(start, start + 3, ""), (end - 2, end, "")]  # the "$[[" and "]]" markers
-    edits += [
-        (p.start, p.end, shlex.quote(str(values[p.key])))
-        for p in placeholders
-        if not _inside(p.start, dropped)
-    ]
-    rendered = command
-    for start, end, text in sorted(edits, reverse=True):
-        rendered = rendered[:start] + text + rendered[end:]
-    return rendered
+            cuts += [(start, start + 3, None), (end - 2, end, None)]
+    cuts += [(p.start, p.end, p) for p in placeholders if not _inside(p.start, dropped)]
+    pieces: list[str | Slot] = []
+    position = 0
+    for start, end, placeholder in sorted(cuts, key=lambda cut: cut[0]):
+        pieces.append(command[position:start])
+        if placeholder is not None:
+            pieces.append(_ValueSlot(placeholder.text, placeholder.key))
+        position = end
+    pieces.append(command[position:])
+    return pieces
 
 
 def _optional_blocks(command: str, source_file: Path | str | None, field: str) -> list[tuple[int, int]]:

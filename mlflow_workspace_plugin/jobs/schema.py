@@ -7,11 +7,13 @@ pydantic's errors into one :class:`JobSpecError` whose lines read ``file: field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -37,6 +39,8 @@ OUTPUT_MODES = ("rw_mount", "upload")
 DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")
 JOB_TYPES = ("command", "command_job")
 MAX_REPORTED_PROBLEMS = 5
+MAX_TIMEOUT_SECONDS = 31_536_000  # limits.timeout: at most 365 days (a timer further out overflows the OS's)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # union branches: pydantic puts them in error locations; they are hidden from the field paths we show
 _TAGS = ("<text>", "<mapping>", "<literal>", "<data>", "<empty>", "<pytorch>", "<tensorflow>", "<mpi>")
@@ -89,6 +93,32 @@ def _scalar(value: Any) -> bool | int | float | str:
 ScalarValue = Annotated[bool | int | float | str, PlainValidator(_scalar)]
 
 
+def _timeout(value: int) -> int:
+    if value > MAX_TIMEOUT_SECONDS:
+        raise problem(f"must be <= {MAX_TIMEOUT_SECONDS} seconds (365 days), got {_kind(value)}; "
+                      f"allowed: 1 to {MAX_TIMEOUT_SECONDS}")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.fullmatch(value):
+        raise problem(f"{_kind(value)} is not an environment variable name; allowed: letters, digits and _, "
+                      "not starting with a digit (no '=', spaces or NUL)")
+    return value
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\0" in value:
+        raise problem("holds a NUL character (\\0), which no process can receive; remove it")
+    return value
+
+
+TimeoutSeconds = Annotated[int, Field(gt=0), AfterValidator(_timeout)]
+EnvName = Annotated[StrictStr, AfterValidator(_env_name)]
+EnvValue = Annotated[ScalarValue, AfterValidator(_no_nul)]
+CommandText = Annotated[StrictStr, AfterValidator(_no_nul)]
+
+
 class Code(Section):
     local_path: StrictStr
 
@@ -127,7 +157,7 @@ class Resources(Section):
 
 
 class Limits(Section):
-    timeout: int = Field(gt=0)
+    timeout: TimeoutSeconds
 
 
 class PyTorch(Section):
@@ -273,8 +303,8 @@ class CommandJobSection(Section):
     tags: Scalars | None = None
     properties: Scalars | None = None
     code: CodeField | None = None
-    command: StrictStr
-    environment_variables: Scalars | None = None
+    command: CommandText
+    environment_variables: dict[EnvName, EnvValue] | None = None
     environment: EnvironmentField | None = None
     compute: ComputeField | None = None
     resources: Resources | None = None
@@ -347,7 +377,8 @@ def _describe(item: dict, prefix: str, overridden: Sequence[tuple[str, str]]) ->
     if is_key:
         loc.pop()
     field = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
-    text = f"a key must be text, got {_kind(item.get('input'))}" if is_key else _wording(item)
+    key_type = is_key and item["type"] != "job_spec"
+    text = f"a key must be text, got {_kind(item.get('input'))}" if key_type else _wording(item)
     return field, text + override_note(field, overridden)
 
 

@@ -270,7 +270,7 @@ def remote_input_values(job: CommandJob, staged_code: Path, tracking_uri: str,
             continue
         copy = spec.model_copy(update={"mode": "download"}) if spec.mode != "download" else spec
         local = Path(materialize_input(copy, data_root, tracking_uri, source_file=job.source_file,
-                                       datastores=datastores))
+                                       datastores=datastores, contained=True))  # links out of the data never travel
         values[f"inputs.{name}"] = local.relative_to(staged_code).as_posix()
     if data_root.exists():  # the staged folder already is the snapshot: no ignore rule may drop the data
         (staged_code / ".amlignore").write_text("# staged by mlflow-workspace: already the job's snapshot\n",

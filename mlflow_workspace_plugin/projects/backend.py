@@ -10,6 +10,7 @@ import contextlib
 import difflib
 import logging
 import os
+import shlex
 import sys
 import tempfile
 
@@ -27,6 +28,7 @@ from mlflow_workspace_plugin.projects.backend_config import BackendConfig, parse
 from mlflow_workspace_plugin.projects.environment import project_environment
 from mlflow_workspace_plugin.projects.parameters import normalise_parameters, validate_parameters
 from mlflow_workspace_plugin.projects.run_tags import project_run_params, project_run_tags
+from mlflow_workspace_plugin.shell_quoting import UnsafeSlot, format_command
 from mlflow_workspace_plugin.workspace import Workspace
 
 _logger = logging.getLogger("mlflow.projects.azureml")
@@ -108,13 +110,25 @@ def entry_point_command(project, entry_point: str, params: dict[str, str], confi
     downloaded into it."""
     entry = project.get_entry_point(entry_point)
     if config.storage_dir:
-        return entry.compute_command(params, config.storage_dir)
+        return _quoted_command(entry, entry_point, params, config.storage_dir)
     storage = tempfile.mkdtemp(prefix="mlflow-ws-params-")
     try:
-        return entry.compute_command(params, storage)
+        return _quoted_command(entry, entry_point, params, storage)
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(storage)  # removed unless a parameter was downloaded into it
+
+
+def _quoted_command(entry, entry_point: str, params: dict[str, str], storage: str) -> str:
+    """MLflow's ``EntryPoint.compute_command``, but each value escaped for the quoting context its
+    ``{name}`` stands in (MLflow's ``shlex.quote`` is only right outside quotes: ``'{x}'`` injects)."""
+    quoted, extra = entry.compute_parameters(params, storage)  # values shell-quoted by MLflow: undo that
+    values = {key: shlex.split(value)[0] for key, value in quoted.items()}
+    try:
+        command = format_command(entry.command, values)
+    except UnsafeSlot as error:
+        raise ExecutionException(f"MLproject entry point {entry_point!r}: {error}") from None
+    return " ".join([command, *[f"--{key} {value}" for key, value in extra.items()]])
 
 
 def warn_undeclared_parameters(project, entry_point: str, params: dict[str, str]) -> None:

@@ -40,7 +40,14 @@ from mlflow_workspace_plugin.jobs.errors import JobSpecError, allowed_list, did_
 from mlflow_workspace_plugin.jobs.loader import command_job_from_mapping, read_yaml_mapping
 from mlflow_workspace_plugin.jobs.overrides import apply_overrides
 from mlflow_workspace_plugin.jobs.placeholders import find_placeholders
-from mlflow_workspace_plugin.jobs.schema import ComputeField, Section, problem, text_or, validate_raw
+from mlflow_workspace_plugin.jobs.schema import (
+    ComputeField,
+    Section,
+    TimeoutSeconds,
+    problem,
+    text_or,
+    validate_raw,
+)
 from mlflow_workspace_plugin.jobs.spec import CommandJob
 from mlflow_workspace_plugin.jobs.sweep.early_termination import (
     BanditPolicy,
@@ -129,8 +136,8 @@ class ObjectiveSection(Section):
 class LimitsSection(Section):
     max_total_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
     max_concurrent_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
-    timeout: int | None = Field(None, gt=0)
-    trial_timeout: int | None = Field(None, gt=0)
+    timeout: TimeoutSeconds | None = None
+    trial_timeout: TimeoutSeconds | None = None
 
 
 class EarlyTerminationSection(Section):
