@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin.capture.names import make_run_folders
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
 from mlflow_workspace_plugin.compute.sealed_secrets import unseal_into_environment
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-job-{run_id[:8]}-"))
     work_dir = scratch / "project"
     shutil.copytree(source, work_dir, symlinks=True)
+    make_run_folders(work_dir)  # ./outputs and ./logs exist when the command starts, as on Azure ML
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
     processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))

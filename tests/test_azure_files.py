@@ -1,0 +1,84 @@
+"""Azure ML's own job files, as written for Azure ML (CLI v2 YAML, see JOBS.md), run unchanged here.
+
+Each test reproduces what a user arriving with a folder of Azure ML job files hit: compute names,
+``./outputs`` missing when the command starts, pipeline files, ignored fields, warnings per trial.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import pytest
+from helpers import read_artifact, write_project
+from mlflow import MlflowClient
+
+CLI = [sys.executable, "-m", "mlflow_workspace_plugin.cli"]
+
+# azureml-examples cli/jobs/basics/hello-world-output.yml, as Microsoft wrote it
+HELLO_WORLD_OUTPUT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
+command: echo "hello world" > ./outputs/helloworld.txt
+environment:
+  image: library/python:latest
+compute: azureml:cpu-cluster
+"""
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_hello_world_output_runs_unchanged_after_init(tmp_path, isolated_workspace):
+    project = tmp_path / "project"
+    job_file = write(project / "jobs" / "hello-world-output.yml", HELLO_WORLD_OUTPUT)
+    stopped = cli("job", "create", "-f", str(job_file), "--stream", cwd=project)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+    message = stopped.stderr.strip().splitlines()[-1]
+    assert "Unknown compute target 'cpu-cluster'" in message
+    assert '"cpu-cluster": {"type": "local"}' in message and "--set compute=local" in message
+    assert "mlflow-workspace init --from" in message
+
+    assert cli("init", "--from", "jobs", cwd=project).returncode == 0
+    result = cli("job", "create", "-f", str(job_file), "--stream", cwd=project)
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(f"azureml-local://{isolated_workspace}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    assert run.data.tags["azureml.compute"] == "cpu-cluster"
+    assert read_artifact(client, run.info.run_id, "outputs/helloworld.txt") == "hello world\n"
+
+
+def test_projects_run_finds_outputs_and_logs(local_tracking, tmp_path):
+    project = write_project(tmp_path / "proj", """
+        import os
+        assert os.path.isdir("outputs") and os.path.isdir("logs"), os.listdir(".")
+        open("logs/progress.txt", "w").write("step 1")
+        open("outputs/model.txt", "w").write("weights")
+    """)
+    submitted = mlflow.projects.run(str(project), backend="azureml", backend_config={"USE_CONDA": False},
+                                    env_manager="local")
+    assert submitted.wait()
+    client = MlflowClient()
+    assert read_artifact(client, submitted.run_id, "outputs/model.txt") == "weights"
+    assert read_artifact(client, submitted.run_id, "logs/progress.txt") == "step 1"
+
+
+@pytest.mark.slow
+def test_hello_world_output_on_ray(ray_workspace, tmp_path):
+    from mlflow_workspace_plugin.jobs.loader import load_job
+    from mlflow_workspace_plugin.jobs.submit import submit_job
+
+    job_file = write(tmp_path / "hello-world-output.yml", HELLO_WORLD_OUTPUT)
+    handle = submit_job(load_job(job_file, ["compute=azureml:fast-cluster"]))
+    assert handle.wait(), handle.failure_message()
+    assert read_artifact(MlflowClient(ray_workspace), handle.run_id, "outputs/helloworld.txt") == "hello world\n"
