@@ -82,3 +82,103 @@ def test_hello_world_output_on_ray(ray_workspace, tmp_path):
     handle = submit_job(load_job(job_file, ["compute=azureml:fast-cluster"]))
     assert handle.wait(), handle.failure_message()
     assert read_artifact(MlflowClient(ray_workspace), handle.run_id, "outputs/helloworld.txt") == "hello world\n"
+
+
+# azureml-examples cli/jobs/pipelines/... : a pipeline job (a different job type)
+PIPELINE = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+display_name: hello_pipeline
+settings:
+  default_compute: azureml:cpu-cluster
+jobs:
+  hello_job:
+    command: echo "hello"
+    environment: azureml:AzureML-sklearn-1.5@latest
+  world_job:
+    command: echo "world"
+    environment: azureml:AzureML-sklearn-1.5@latest
+"""
+
+# a command job using every accepted-but-ignored field of Azure's command job schema
+WITH_IGNORED = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
+command: echo ok
+environment:
+  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest
+  os_type: linux
+resources:
+  instance_count: 1
+  instance_type: Standard_DS3_v2
+services:
+  my_jupyter:
+    type: jupyter_lab
+identity:
+  type: user_identity
+queue_settings:
+  job_tier: standard
+"""
+
+SWEEP = """\
+$schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json
+type: sweep
+trial:
+  command: echo ${{search_space.x}}
+  environment: azureml:AzureML-sklearn-1.5@latest
+  services:
+    my_ssh:
+      type: ssh
+sampling_algorithm: grid
+search_space:
+  x:
+    type: choice
+    values: [1, 2, 3, 4]
+objective:
+  goal: maximize
+  primary_metric: accuracy
+limits:
+  max_total_trials: 4
+  max_concurrent_trials: 2
+compute: azureml:cpu-cluster
+"""
+
+
+def test_pipeline_job_says_it_is_a_different_job_type(tmp_path):
+    from mlflow_workspace_plugin.jobs.errors import JobSpecError
+    from mlflow_workspace_plugin.jobs.loader import load_job
+
+    job_file = write(tmp_path / "pipeline.yml", PIPELINE)
+    with pytest.raises(JobSpecError) as caught:
+        load_job(job_file)
+    assert "unknown key" not in caught.value.message
+    assert "'pipeline': pipeline jobs" in caught.value.message and "not supported here yet" in caught.value.message
+    result = cli("job", "create", "-f", str(job_file))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"Error: {job_file}: type: {caught.value.message.split(': ', 2)[2]}"]
+
+
+def test_ignored_fields_are_named_in_one_warning(tmp_path, caplog):
+    from mlflow_workspace_plugin.jobs.loader import load_job
+
+    job_file = write(tmp_path / "job.yml", WITH_IGNORED)
+    with caplog.at_level("WARNING", logger="mlflow.projects.azureml"):
+        job = load_job(job_file)
+    assert job.ignored_fields == ("services", "identity", "queue_settings", "resources.instance_type",
+                                  "environment.os_type")
+    warnings = [record.getMessage() for record in caplog.records if "ignored here" in record.getMessage()]
+    assert len(warnings) == 1, warnings
+    for field in job.ignored_fields:
+        assert field in warnings[0]
+
+
+@pytest.mark.slow
+def test_a_sweep_warns_once_not_once_per_trial(tmp_path, isolated_workspace):
+    project = tmp_path / "project"
+    sweep_file = write(project / "sweep.yml", SWEEP)
+    assert cli("init", "--from", ".", cwd=project).returncode == 0
+    result = cli("job", "create", "-f", str(sweep_file), "--stream", cwd=project)
+    assert result.returncode == 0, result.stderr
+    environment = [line for line in result.stderr.splitlines() if "is not used" in line]
+    ignored = [line for line in result.stderr.splitlines() if "ignored here" in line]
+    assert len(environment) == 1, result.stderr
+    assert len(ignored) == 1 and "trial.services" in ignored[0], result.stderr

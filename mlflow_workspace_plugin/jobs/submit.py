@@ -60,6 +60,7 @@ from mlflow_workspace_plugin.jobs.inputs import describe_io, materialize_input, 
 from mlflow_workspace_plugin.jobs.job_environment import job_environment
 from mlflow_workspace_plugin.jobs.local_control import record_processes
 from mlflow_workspace_plugin.jobs.normalize import NAME_PATTERN, scalar_text
+from mlflow_workspace_plugin.jobs.notices import warn_once
 from mlflow_workspace_plugin.jobs.placeholders import render_command
 from mlflow_workspace_plugin.jobs.process_plan import check_launchable, job_processes
 from mlflow_workspace_plugin.jobs.registry import explicit_tracking_uri, find_job, planned_uri, store_exists
@@ -151,7 +152,7 @@ def prepare_job(
     try:
         environment, environment_text = job_environment(
             job, remote=remote, target=job.compute, env_manager=env_manager, private_dir=private_dir,
-            warn=_warn)
+            warn=_warn if parent_run_id is None else lambda text: warn_once(text, parent_run_id))  # once a sweep
         mpirun = check_launchable(job)
         code = job.code or job.source_file.parent
         snapshot = collect_snapshot(code)  # the snapshot limits, before anything is copied
