@@ -101,6 +101,7 @@ class Workspace:
         """The URI to pass to ``mlflow.set_tracking_uri``."""
         if self.is_local:
             self.local_path.mkdir(parents=True, exist_ok=True)
+            local_workspace.remember_announced(self.local_path)
             return local_workspace.local_tracking_uri(self.local_path)
         uri = self.scope.tracking_uri
         if self.credential is not None:

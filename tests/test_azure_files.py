@@ -6,8 +6,10 @@ Each test reproduces what a user arriving with a folder of Azure ML job files hi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -182,3 +184,48 @@ def test_a_sweep_warns_once_not_once_per_trial(tmp_path, isolated_workspace):
     ignored = [line for line in result.stderr.splitlines() if "ignored here" in line]
     assert len(environment) == 1, result.stderr
     assert len(ignored) == 1 and "trial.services" in ignored[0], result.stderr
+
+
+def private_job_folders(tmp: Path) -> list[str]:
+    return sorted(path.name for path in tmp.glob("mlflow-ws-job-*"))
+
+
+@pytest.mark.slow
+def test_streamed_job_names_itself_first_and_leaves_no_private_folder(tmp_path, isolated_workspace):
+    """The "job X starting" line comes before the command's output; the private job folder is gone after a
+    success and after a failure; job show names the compute without azureml:."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    for command, code in (("echo from-the-command", 0), ("echo from-the-command && exit 3", 3)):
+        job_file = write(tmp_path / "job.yml", f"command: {command}\ncompute: azureml:local\n")
+        result = subprocess.run([*CLI, "job", "create", "-f", str(job_file), "--stream", "--name", f"j{code}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, env=env)
+        assert result.returncode == code, result.stdout
+        assert result.stdout.index(f"job j{code} starting on compute 'local'") < result.stdout.index("from-the-command")
+        assert private_job_folders(temp) == [], result.stdout
+    shown = cli("job", "show", "-n", "j0", "--query", "compute")
+    assert shown.stdout.strip() == "local"
+
+
+@pytest.mark.slow
+def test_ray_missing_user_package_is_named_and_no_folder_is_left(ray_workspace, tmp_path, monkeypatch):
+    from mlflow_workspace_plugin.jobs.loader import load_job
+    from mlflow_workspace_plugin.jobs.submit import submit_job
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    job_file = write(tmp_path / "job.yml", """\
+        command: python -c "import lightgbm_absent_for_this_test" ${{inputs.data}}
+        inputs:
+          data: {type: uri_file, path: ./data.csv, mode: download}
+        compute: azureml:fast-cluster
+    """)
+    handle = submit_job(load_job(job_file))
+    assert private_job_folders(temp) == []  # the job's package (with its data) is on the cluster
+    assert not handle.wait()
+    message = handle.failure_message()
+    assert "imports 'lightgbm_absent_for_this_test', which is not installed" in message
+    assert "install the plugin on the cluster" not in message

@@ -121,7 +121,10 @@ def submit_job(
             record_processes(MlflowClient(handle.tracking_uri), handle.run_id, pids)
         except Exception as exc:  # job cancel from elsewhere is the only user of these tags
             _logger.warning("mlflow-workspace: could not record the processes of job %s: %s", prepared.name, exc)
-    _cleanup_when_done(handle, prepared)
+    if prepared.remote:
+        prepared.cleanup()  # the job's source package (with its data) is on the cluster now
+    else:
+        _cleanup_when_done(handle, prepared)
     return handle
 
 
@@ -295,8 +298,7 @@ _pending_lock = threading.Lock()
 
 
 def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
-    """Remove the job's private folder once its run has ended (at exit for local runs; a remote run
-    still going at exit keeps it: its downloaded inputs may be read from there)."""
+    """Remove a local job's private folder once its run has ended, whatever its end, or at exit."""
     if prepared.private_dir is None:
         return
     key = id(handle)
@@ -306,9 +308,9 @@ def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
     def wait_then_remove() -> None:
         while not handle.wait_for(3600):
             pass
+        prepared.cleanup()  # before leaving _pending: an exit meanwhile still removes it (this is a daemon)
         with _pending_lock:
             _pending.pop(key, None)
-        prepared.cleanup()
 
     threading.Thread(target=wait_then_remove, name=f"mlflow-ws-job-cleanup-{prepared.name[:20]}",
                      daemon=True).start()
