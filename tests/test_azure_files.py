@@ -178,12 +178,17 @@ def test_a_sweep_warns_once_not_once_per_trial(tmp_path, isolated_workspace):
     project = tmp_path / "project"
     sweep_file = write(project / "sweep.yml", SWEEP)
     assert cli("init", "--from", ".", cwd=project).returncode == 0
-    result = cli("job", "create", "-f", str(sweep_file), "--stream", cwd=project)
+    result = cli("job", "create", "-f", str(sweep_file), "--stream", "--name", "sw", cwd=project)
     assert result.returncode == 0, result.stderr
     environment = [line for line in result.stderr.splitlines() if "is not used" in line]
     ignored = [line for line in result.stderr.splitlines() if "ignored here" in line]
     assert len(environment) == 1, result.stderr
     assert len(ignored) == 1 and "trial.services" in ignored[0], result.stderr
+    # job show names the sweep's compute as it names a command job's (not azureml:cpu-cluster)
+    assert cli("job", "show", "-n", "sw", "--query", "compute", cwd=project).stdout.strip() == "cpu-cluster"
+    assert cli("job", "show", "-n", "sw_0", "--query", "compute", cwd=project).stdout.strip() == "cpu-cluster"
+    experiment = MlflowClient(f"azureml-local://{isolated_workspace}").get_experiment_by_name("project")
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"  # the sweep created it
 
 
 def private_job_folders(tmp: Path) -> list[str]:
