@@ -79,11 +79,13 @@ def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> in
     """``mlflow run``-like: live log, wait, the job's exit code (130 after Ctrl-C / SIGTERM, once cancelled)."""
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
     from mlflow_workspace_plugin.jobs.local_control import record_supervisor
-    from mlflow_workspace_plugin.jobs.submit import submit_job
+    from mlflow_workspace_plugin.jobs.registry import planned_uri
+    from mlflow_workspace_plugin.jobs.submit import check_unique, submit_job
 
-    workspace.get_compute_target(spec.compute)  # an unknown compute fails before the line below
+    workspace.get_compute_target(spec.compute)  # an unknown compute or a taken name fail before the line below
     if not spec.name:  # named here, so the line naming the job comes before the command's first output
         spec = spec.model_copy(update={"name": generate_job_name()})
+    check_unique(spec, spec.name, planned_uri(workspace))
     with sigterm_as_interrupt():
         click.echo(f"mlflow-workspace: job {spec.name} starting on compute {spec.compute!r}", err=True)
         try:
