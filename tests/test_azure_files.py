@@ -153,10 +153,11 @@ def test_pipeline_job_says_it_is_a_different_job_type(tmp_path):
     with pytest.raises(JobSpecError) as caught:
         load_job(job_file)
     assert "unknown key" not in caught.value.message
-    assert "'pipeline': pipeline jobs" in caught.value.message and "not supported here yet" in caught.value.message
-    result = cli("job", "create", "-f", str(job_file))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"Error: {job_file}: type: {caught.value.message.split(': ', 2)[2]}"]
+    assert "a pipeline job" in caught.value.message and "different job type" in caught.value.message
+    assert "mlflow-workspace job create -f` runs it" in caught.value.message
+    spark = write(tmp_path / "spark.yml", "type: spark\ncode: ./src\nentry: {file: main.py}\n")
+    with pytest.raises(JobSpecError, match="'spark': spark jobs .* are a different job type, which is not supported"):
+        load_job(spark)
 
 
 def test_ignored_fields_are_named_in_one_warning(tmp_path, caplog):

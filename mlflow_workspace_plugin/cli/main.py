@@ -41,6 +41,7 @@ def quiet_progress_bars() -> None:
 
 def _register() -> None:
     from mlflow_workspace_plugin.cli import (
+        component_commands,
         endpoint_commands,
         init_command,
         job_commands,
@@ -48,7 +49,8 @@ def _register() -> None:
         workspace_commands,
     )
 
-    for module in (workspace_commands, init_command, sync_command, job_commands, endpoint_commands):
+    for module in (workspace_commands, init_command, sync_command, job_commands, endpoint_commands,
+                   component_commands):
         for command in module.COMMANDS:
             main.add_command(command)
 

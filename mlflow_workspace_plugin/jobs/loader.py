@@ -15,7 +15,7 @@ import yaml
 
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.normalize import Normalizer
-from mlflow_workspace_plugin.jobs.notices import ignored_fields_message, warn
+from mlflow_workspace_plugin.jobs.notices import ignored_fields_message, warn_once
 from mlflow_workspace_plugin.jobs.overrides import apply_overrides
 from mlflow_workspace_plugin.jobs.schema import CommandJobSection, check_job_type, validate_raw
 from mlflow_workspace_plugin.jobs.spec import CommandJob
@@ -52,8 +52,8 @@ def command_job_from_mapping(
     )
     normalizer = Normalizer(source_file, shown_file=shown, field_prefix=field_prefix, overridden=overridden)
     job = normalizer.job(section, name=name, search_space=search_space)
-    if job.ignored_fields:  # one warning per job file, never one per sweep trial
-        warn(ignored_fields_message(shown, job.ignored_fields))
+    if job.ignored_fields:  # one warning per job file and process: never one per sweep trial or step start
+        warn_once(ignored_fields_message(shown, job.ignored_fields), scope="ignored fields")
     return job
 
 

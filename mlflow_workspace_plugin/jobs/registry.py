@@ -72,7 +72,8 @@ def get_job(client: MlflowClient, name: str) -> Run:
 
 def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_results: int = 100) -> list[Run]:
     """Top-level jobs, newest first, optionally of one experiment (an unknown experiment is an
-    error). A sweep's trials are listed by ``job show`` of the sweep, not here (as in Azure)."""
+    error). A sweep's trials and a pipeline's steps are listed by ``job show`` of the sweep or
+    pipeline, not here (as in Azure)."""
     experiment_ids = None
     if experiment_name is not None:
         experiment = client.get_experiment_by_name(experiment_name)
@@ -85,11 +86,12 @@ def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_resu
                                                                              max_results=MAX_LISTED)]
     jobs: list[Run] = []
     token = None
-    while experiment_ids and len(jobs) < max_results:  # trials are left out page by page, not after the limit
+    while experiment_ids and len(jobs) < max_results:  # trials / steps are left out page by page, not after the limit
         page = client.search_runs(experiment_ids, filter_string=f"tags.`{JOB_NAME_TAG}` != ''",
                                   run_view_type=ViewType.ACTIVE_ONLY, max_results=MAX_LISTED,
                                   order_by=["attributes.start_time DESC"], page_token=token)
-        jobs += [run for run in page if "azureml.sweep.trial_index" not in run.data.tags]
+        jobs += [run for run in page if "azureml.sweep.trial_index" not in run.data.tags
+                 and "azureml.pipeline.step" not in run.data.tags]
         token = page.token
         if not token:
             break
