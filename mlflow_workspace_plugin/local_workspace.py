@@ -16,6 +16,7 @@ LOCAL_SCHEME = "azureml-local"
 HOME_ENV = "MLFLOW_WORKSPACE_HOME"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
+ANNOUNCED_MARKER = ".announced"  # the "using the local workspace at ..." line was shown for this folder
 
 _announced: set[str] = set()
 
@@ -51,9 +52,10 @@ def artifact_root(folder: Path) -> Path:
 
 
 def announce(folder: Path) -> None:
-    """Tell the user once per process where the local workspace lives."""
+    """Tell the user where the local workspace lives: once per workspace, not on every command (a
+    marker file in the workspace folder remembers it; until the folder exists, once per process)."""
     key = str(folder)
-    if key in _announced:
+    if key in _announced or (Path(folder) / ANNOUNCED_MARKER).exists():
         return
     _announced.add(key)
     print(
@@ -61,3 +63,14 @@ def announce(folder: Path) -> None:
         f"(no workspace config found; set {HOME_ENV} to move it)",
         file=sys.stderr,
     )
+    remember_announced(folder)
+
+
+def remember_announced(folder: Path) -> None:
+    """Record in ``folder`` (if it exists: nothing is created for a mere announcement) that it was announced."""
+    if str(folder) not in _announced or not Path(folder).is_dir():
+        return
+    try:
+        (Path(folder) / ANNOUNCED_MARKER).touch(exist_ok=True)
+    except OSError:  # a read-only workspace folder: announce once per process instead
+        pass

@@ -103,6 +103,7 @@ class Workspace:
         """The URI to pass to ``mlflow.set_tracking_uri``."""
         if self.is_local:
             self.local_path.mkdir(parents=True, exist_ok=True)
+            local_workspace.remember_announced(self.local_path)
             return local_workspace.local_tracking_uri(self.local_path)
         uri = self.scope.tracking_uri
         if self.credential is not None:
@@ -117,13 +118,54 @@ class Workspace:
             return ComputeTarget(LOCAL_COMPUTE, LOCAL_COMPUTE)
         if name in self.compute_targets:
             return self.compute_targets[name]
-        known = sorted([LOCAL_COMPUTE, *self.compute_targets])
-        where = f"in {self.config_path}" if self.config_path else "(no workspace config file found)"
-        raise WorkspaceConfigError(
-            f"Unknown compute target {name!r}. Compute targets of workspace "
-            f"{self.workspace_name!r} {where}: {', '.join(repr(k) for k in known)}. "
-            "Add it under \"compute\" in the workspace config.json."
-        )
+        raise WorkspaceConfigError(unknown_compute_message(name, self))
+
+
+def unknown_compute_message(name: str, workspace: Workspace) -> str:
+    """One line: the unknown name, the known targets, and both ways to run it on this machine."""
+    known = ", ".join(repr(k) for k in sorted([LOCAL_COMPUTE, *workspace.compute_targets]))
+    target = {name: {"type": LOCAL_COMPUTE}}
+    if workspace.config_path:
+        where, add_to = f"in {workspace.config_path}", f"add it under \"compute\" in {workspace.config_path}"
+        snippet = json.dumps({"compute": target})
+    else:
+        where = "(no workspace config file found)"
+        add_to = ("write a workspace config.json (`mlflow-workspace init --from <folder of job files>` writes one "
+                  "naming every compute the files use)")
+        snippet = json.dumps(starter_config(target, workspace.local_path or local_workspace.default_home()))
+    return (f"Unknown compute target {name!r}. Compute targets of workspace {workspace.workspace_name!r} {where}: "
+            f"{known}. To run it on this machine, {add_to}: {snippet}, or run this once on compute 'local' "
+            "(job files: --set compute=local; projects: backend_config COMPUTE=local).")
+
+
+def starter_config(compute: dict[str, dict[str, Any]], local_path: Path,
+                   workspace_name: str = "local") -> dict[str, Any]:
+    """A local workspace config in ``local_path`` with the compute targets ``compute``."""
+    return {"workspace_name": workspace_name, "local_path": str(local_path), "compute": compute}
+
+
+def valid_compute_name(name: str) -> bool:
+    """Whether ``name`` can name a compute target (1-32 letters, digits or '-', starting with a letter)."""
+    return bool(_COMPUTE_NAME_RE.fullmatch(name))
+
+
+def write_config(path: Path, data: dict[str, Any], *, force: bool = False) -> Path:
+    """Write the workspace config ``data`` to ``path`` (validated first; an existing file only with
+    ``force``; written whole or not at all). Returns the absolute path."""
+    path = Path(path).expanduser().absolute()
+    if os.path.lexists(path) and not force:
+        raise WorkspaceConfigError(f"{path} already exists; keep it, or replace it with --force")
+    if path.is_dir():
+        raise WorkspaceConfigError(f"{path} is a folder; give the config file's path")
+    parse_config(path, data)  # never write a config the plugin would refuse to read
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)  # replaces a symlink itself, never the file it points to
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 # --------------------------------------------------------------------- config file

@@ -1,5 +1,6 @@
 """``RunCapture``: everything the workspace adds to one running command, in one fixed order.
 
+    (created)         ``./outputs`` and ``./logs`` exist in the working folder (as on Azure ML)
     attach(process)   follow its output pipe (tee to console + ``user_logs/<log name>``), start the
                       live upload of the logs and ``./logs``, start the snapshot upload
     finish(code)      stop live uploads, close the tees; if cancelled, record KILLED *first* (a
@@ -24,6 +25,7 @@ from typing import IO, Any
 from mlflow import MlflowClient
 
 from mlflow_workspace_plugin.capture.live_logs import LiveLogSync
+from mlflow_workspace_plugin.capture.names import make_run_folders
 from mlflow_workspace_plugin.capture.tee import LogTee
 from mlflow_workspace_plugin.capture.uploads import (
     LOG_ARTIFACT_NAME,
@@ -56,6 +58,7 @@ class RunCapture:
         self._live: LiveLogSync | None = None
         self._log_sync_seconds = log_sync_seconds
         self._snapshot_thread: threading.Thread | None = None
+        make_run_folders(self.work_dir)  # before the command starts (remote: the job runner did it already)
         if snapshot_dir is not None:
             self._snapshot_thread = threading.Thread(
                 target=self._guarded,

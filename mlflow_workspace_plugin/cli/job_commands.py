@@ -85,16 +85,21 @@ def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> in
     """``mlflow run``-like: live log, wait, the job's exit code (130 after Ctrl-C / SIGTERM, once cancelled)."""
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
     from mlflow_workspace_plugin.jobs.local_control import record_supervisor
-    from mlflow_workspace_plugin.jobs.submit import submit_job
+    from mlflow_workspace_plugin.jobs.registry import planned_uri
+    from mlflow_workspace_plugin.jobs.submit import check_unique, submit_job
 
+    workspace.get_compute_target(spec.compute)  # an unknown compute or a taken name fail before the line below
+    if not spec.name:  # named here, so the line naming the job comes before the command's first output
+        spec = spec.model_copy(update={"name": generate_job_name()})
+    check_unique(spec, spec.name, planned_uri(workspace))
     with sigterm_as_interrupt():
+        click.echo(f"mlflow-workspace: job {spec.name} starting on compute {spec.compute!r}", err=True)
         try:
             handle = submit_job(spec, stream=True, workspace=workspace, env_manager=env_manager)
         except KeyboardInterrupt:
             return INTERRUPTED_EXIT_CODE
         client = MlflowClient(handle.tracking_uri)
         try:
-            click.echo(f"mlflow-workspace: job {handle.job_name} (run {handle.run_id}) started", err=True)
             if getattr(handle, "pids", None):
                 record_supervisor(client, handle.run_id)
             if web:
@@ -264,7 +269,7 @@ def job_record(client: MlflowClient, run: Run) -> dict:
         "run_id": run.info.run_id,
         "experiment_name": client.get_experiment(run.info.experiment_id).name,
         "description": tags.get("mlflow.note.content"),
-        "compute": tags.get("azureml.compute"),
+        "compute": (tags.get("azureml.compute") or "").removeprefix("azureml:") or None,  # sweeps as jobs
         "command": tags.get(job_names.COMMAND_TAG),
         "environment": tags.get(job_names.ENVIRONMENT_TAG),
         "inputs": inputs,

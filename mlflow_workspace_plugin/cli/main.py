@@ -6,8 +6,13 @@ environment settings) reach the user as one ``Error: ...`` line and exit code 1,
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 from mlflow.exceptions import MlflowException
+
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class WorkspaceGroup(click.Group):
@@ -24,18 +29,28 @@ class WorkspaceGroup(click.Group):
 def main() -> None:
     """Inspect the MLflow workspace of this directory (cloud config or the local default),
     run jobs on it and serve its models."""
+    quiet_progress_bars()
+
+
+def quiet_progress_bars() -> None:
+    """No progress bars in output that is not a terminal (logs, pipes, CI): MLflow's artifact bars
+    follow ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``, which an explicit setting keeps deciding."""
+    if PROGRESS_BAR_ENV not in os.environ and not sys.stderr.isatty():
+        os.environ[PROGRESS_BAR_ENV] = "false"
 
 
 def _register() -> None:
     from mlflow_workspace_plugin.cli import (
         component_commands,
         endpoint_commands,
+        init_command,
         job_commands,
         sync_command,
         workspace_commands,
     )
 
-    for module in (workspace_commands, sync_command, job_commands, endpoint_commands, component_commands):
+    for module in (workspace_commands, init_command, sync_command, job_commands, endpoint_commands,
+                   component_commands):
         for command in module.COMMANDS:
             main.add_command(command)
 

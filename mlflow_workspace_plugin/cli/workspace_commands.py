@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,8 +61,27 @@ def ui(config_path: str | None, ui_args: tuple[str, ...]) -> None:
                "--backend-store-uri", local_workspace.database_uri(ws.local_path),
                "--default-artifact-root", local_workspace.artifact_root(ws.local_path).as_uri(),
                *ui_args]
+    host, port, prefix = _address(ui_args)
+    check_port_free(_option(ui_args, ("--host", "-h"), "127.0.0.1"), port)
     click.echo(" ".join(command), err=True)
-    raise SystemExit(serve_until_stopped(command, *_address(ui_args)))
+    raise SystemExit(serve_until_stopped(command, host, port, prefix))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse at once when something already listens on ``host:port`` (else another server would answer
+    the readiness probe while ours dies with "Address already in use")."""
+    bind_host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+        try:
+            probe.bind((bind_host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} on {host} is already in use (another server?); choose a free one, e.g. "
+                    f"`mlflow-workspace ui --port {port + 1}`") from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _option(args: tuple[str, ...], names: tuple[str, ...], default: str) -> str:
@@ -106,7 +127,8 @@ def serve_until_stopped(command: list[str], host: str, port: int, prefix: str = 
             click.echo(f"ready at {url}")  # click.echo flushes
         elif server.poll() is not None and not received:
             click.echo(f"Error: mlflow ui exited with code {server.returncode} before it answered at {url} "
-                       f"(is port {port} already in use?)", err=True)
+                       f"(is port {port} already in use? choose another with --port)", err=True)
+            return server.returncode or 1  # never 0: it did not serve
         code = _wait_then_stop(server, received)
     finally:
         _signal_group(server, signal.SIGKILL)

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from mlflow_workspace_plugin.capture.links import restore_links
+from mlflow_workspace_plugin.capture.names import make_run_folders
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
 from mlflow_workspace_plugin.compute.sealed_secrets import unseal_into_environment
 
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = scratch / "project"
     shutil.copytree(source, work_dir, symlinks=True)
     restore_links(work_dir)  # Ray extracts the package's links as plain files
+    make_run_folders(work_dir)  # ./outputs and ./logs exist when the command starts, as on Azure ML
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
     processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))

@@ -14,6 +14,7 @@ keeps running when the submitting process exits.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -39,6 +40,17 @@ _PLUGIN_HINT = (
     "cluster (in its image, or list it under the compute target's \"extra_pip\"), or point the "
     "target's \"python\" setting at an interpreter that has it."
 )
+
+
+def missing_module_hints(tail: str, where: str) -> list[str]:
+    """What a ``No module named 'x'`` in the job log means: the plugin missing on the cluster, or a
+    package of the user's code (the runner's own command line names the plugin: never match on that)."""
+    missing = list(dict.fromkeys(re.findall(r"No module named '([\w.]+)'", tail)))
+    if any(name.split(".")[0] == "mlflow_workspace_plugin" for name in missing):
+        return [_PLUGIN_HINT]
+    return [f"The job's code imports {name!r}, which is not installed in the job's Python environment on {where}: "
+            "list its package in the job's environment (conda_file pip dependencies) or in the compute target's "
+            "\"extra_pip\"" for name in missing]
 
 
 class RemoteRun(WatchedRun):
@@ -105,8 +117,7 @@ class RemoteRun(WatchedRun):
             lines.append(f"Last lines of the job log:\n{tail}")
         elif info.message and not info.error_type:
             lines.append(first_lines(info.message))
-        if "mlflow_workspace_plugin" in tail and "No module named" in tail:
-            lines.append(_PLUGIN_HINT)
+        lines.extend(missing_module_hints(tail, where))
         return "\n".join(lines)
 
     def log_tail(self, lines: int = TAIL_LINES) -> str:

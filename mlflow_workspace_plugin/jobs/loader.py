@@ -19,8 +19,9 @@ import yaml
 
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.normalize import Normalizer
+from mlflow_workspace_plugin.jobs.notices import ignored_fields_message, warn_once
 from mlflow_workspace_plugin.jobs.overrides import apply_overrides
-from mlflow_workspace_plugin.jobs.schema import CommandJobSection, validate_raw
+from mlflow_workspace_plugin.jobs.schema import CommandJobSection, check_job_type, validate_raw
 from mlflow_workspace_plugin.jobs.spec import CommandJob
 
 MAX_YAML_BYTES = 4 * 1024 * 1024
@@ -53,11 +54,15 @@ def command_job_from_mapping(
     may use (None: such placeholders are errors, as in a plain command job).
     """
     shown = str(shown_file if shown_file is not None else source_file)
+    check_job_type(raw, shown, field_prefix)
     section = validate_raw(
         CommandJobSection, raw, source_file=shown, field_prefix=field_prefix, overridden=overridden
     )
     normalizer = Normalizer(source_file, shown_file=shown, field_prefix=field_prefix, overridden=overridden)
-    return normalizer.job(section, name=name, search_space=search_space)
+    job = normalizer.job(section, name=name, search_space=search_space)
+    if job.ignored_fields:  # one warning per job file and process: never one per sweep trial or step start
+        warn_once(ignored_fields_message(shown, job.ignored_fields), scope="ignored fields")
+    return job
 
 
 def read_yaml_mapping(source_file: Path, *, shown_file: str | None = None) -> dict:

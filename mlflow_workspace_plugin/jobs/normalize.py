@@ -383,6 +383,8 @@ class Normalizer:
         ignored = [key for key in IGNORED_TOP_LEVEL if getattr(section, key) is not None]
         if section.resources is not None:
             ignored += [f"resources.{key}" for key in ("instance_type", "shm_size") if getattr(section.resources, key)]
+        if isinstance(section.environment, EnvironmentSection) and section.environment.os_type:
+            ignored.append("environment.os_type")
         return tuple(self._full(field) for field in ignored)
 
     # --- paths -----------------------------------------------------------------------------------------

@@ -81,10 +81,21 @@ def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_resu
             known = ", ".join(sorted(e.name for e in client.search_experiments())) or "(none)"
             raise MlflowException(f"No experiment named {experiment_name!r}; experiments: {known}")
         experiment_ids = [experiment.experiment_id]
-    runs = _search(client, f"tags.`{JOB_NAME_TAG}` != ''", max_results=max_results,
-                   experiment_ids=experiment_ids, view=ViewType.ACTIVE_ONLY)
-    return [run for run in runs if "azureml.sweep.trial_index" not in run.data.tags
-            and "azureml.pipeline.step" not in run.data.tags]
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY,
+                                                                             max_results=MAX_LISTED)]
+    jobs: list[Run] = []
+    token = None
+    while experiment_ids and len(jobs) < max_results:  # trials / steps are left out page by page, not after the limit
+        page = client.search_runs(experiment_ids, filter_string=f"tags.`{JOB_NAME_TAG}` != ''",
+                                  run_view_type=ViewType.ACTIVE_ONLY, max_results=MAX_LISTED,
+                                  order_by=["attributes.start_time DESC"], page_token=token)
+        jobs += [run for run in page if "azureml.sweep.trial_index" not in run.data.tags
+                 and "azureml.pipeline.step" not in run.data.tags]
+        token = page.token
+        if not token:
+            break
+    return jobs[:max_results]
 
 
 def _search(client: MlflowClient, filter_string: str, *, max_results: int,

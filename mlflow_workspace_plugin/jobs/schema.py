@@ -340,6 +340,32 @@ class CommandJobSection(Section):
         return value
 
 
+OTHER_JOB_TYPES = {
+    "pipeline": "a graph of steps under `jobs:`",  # jobs.pipeline reads these; not the command-job loader
+    "automl": "automated ML",
+    "spark": "Spark jobs",
+    "parallel": "parallel (batch) steps of a pipeline",
+    "import": "data import jobs",
+}
+
+
+def check_job_type(raw: Any, source_file: Path | str, field_prefix: str = "") -> None:
+    """A known Azure ML job type other than command (e.g. ``type: pipeline``) gets one line saying
+    so, before its keys are checked as a command job's (which would only say ``unknown key 'jobs'``)."""
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if isinstance(kind, str) and kind.lower() in OTHER_JOB_TYPES:
+        field = ".".join(part for part in (field_prefix, "type") if part)
+        if kind.lower() == "pipeline":
+            raise JobSpecError.at(source_file, field,
+                                  "'pipeline': a pipeline job (a graph of steps under `jobs:`) is a different job "
+                                  "type from a command job: `mlflow-workspace job create -f` runs it, or in Python "
+                                  "jobs.pipeline.load_pipeline / run_pipeline")
+        raise JobSpecError.at(
+            source_file, field,
+            f"{kind!r}: {kind.lower()} jobs ({OTHER_JOB_TYPES[kind.lower()]}) are a different job type, which is not "
+            "supported here yet; supported: command, sweep, pipeline")
+
+
 def validate_raw(
     model: type[Section],
     raw: Any,

@@ -67,6 +67,7 @@ from mlflow_workspace_plugin.jobs.inputs import (
 from mlflow_workspace_plugin.jobs.job_environment import job_environment
 from mlflow_workspace_plugin.jobs.local_control import record_processes
 from mlflow_workspace_plugin.jobs.normalize import NAME_PATTERN, scalar_text
+from mlflow_workspace_plugin.jobs.notices import warn_once
 from mlflow_workspace_plugin.jobs.outputs import deliver_outputs, has_deliveries
 from mlflow_workspace_plugin.jobs.placeholders import render_command
 from mlflow_workspace_plugin.jobs.process_plan import check_launchable, job_processes
@@ -149,7 +150,10 @@ def submit_job(
             record_processes(MlflowClient(handle.tracking_uri), handle.run_id, pids)
         except Exception as exc:  # job cancel from elsewhere is the only user of these tags
             _logger.warning("mlflow-workspace: could not record the processes of job %s: %s", prepared.name, exc)
-    _cleanup_when_done(handle, prepared)
+    if prepared.remote:
+        prepared.cleanup()  # the job's source package (with its data) is on the cluster now
+    else:
+        _cleanup_when_done(handle, prepared)
     return handle
 
 
@@ -182,7 +186,7 @@ def prepare_job(
     try:
         environment, environment_text = job_environment(
             job, remote=remote, target=job.compute, env_manager=env_manager, private_dir=private_dir,
-            warn=_warn)
+            warn=_warn if parent_run_id is None else lambda text: warn_once(text, parent_run_id))  # once a sweep
         mpirun = check_launchable(job)
         code = job.code or job.source_file.parent
         snapshot = collect_snapshot(code)  # the snapshot limits, before anything is copied
@@ -331,8 +335,8 @@ _pending_lock = threading.Lock()
 
 
 def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
-    """Remove the job's private folder once its run has ended (at exit for local runs; a remote run
-    still going at exit keeps it: its downloaded inputs may be read from there)."""
+    """Deliver a job's outputs and remove its private folder once its run has ended, whatever its
+    end, or at exit."""
     if prepared.private_dir is None and not (prepared.job is not None and has_deliveries(prepared.job)):
         return
     key = id(handle)
@@ -345,9 +349,9 @@ def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
         try:
             prepared.finish(handle)
         finally:
+            prepared.cleanup()  # before leaving _pending: an exit meanwhile still removes it (a daemon)
             with _pending_lock:
                 _pending.pop(key, None)
-            prepared.cleanup()
 
     threading.Thread(target=wait_then_remove, name=f"mlflow-ws-job-cleanup-{prepared.name[:20]}",
                      daemon=True).start()

@@ -42,6 +42,7 @@ from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
 from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
 from mlflow_workspace_plugin.env_settings import env_number
+from mlflow_workspace_plugin.execution.tracking import create_training_experiment
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.job_names import (
     DISPLAY_NAME_TAG,
@@ -146,7 +147,7 @@ def run_pipeline(spec: PipelineSpec, *, workspace: Workspace | None = None, stre
                               error_code=INVALID_PARAMETER_VALUE)
     _register_exit_hook()
     existing = client.get_experiment_by_name(spec.experiment_name)
-    experiment_id = existing.experiment_id if existing else client.create_experiment(spec.experiment_name)
+    experiment_id = existing.experiment_id if existing else create_training_experiment(client, spec.experiment_name)
     tags = {**spec.tags, JOB_NAME_TAG: pipeline_name, JOB_TYPE_TAG: "pipeline", JOB_FILE_TAG: str(spec.source_file),
             "azureml.compute": spec.default_compute or "local"}
     if spec.description:

@@ -43,6 +43,7 @@ from mlflow.utils.time import get_current_time_millis
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
 from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG, WatchedRun
 from mlflow_workspace_plugin.compute.registry import executor_for
+from mlflow_workspace_plugin.execution.tracking import create_training_experiment
 from mlflow_workspace_plugin.jobs.job_names import (
     DISPLAY_NAME_TAG,
     JOB_FILE_TAG,
@@ -224,7 +225,7 @@ def run_sweep(
         JOB_TYPE_TAG: "sweep",
         JOB_FILE_TAG: str(spec.source_file),
         **spec.parent_properties(getattr(sampler, "seed", None)),
-        "azureml.compute": spec.compute,
+        "azureml.compute": spec.compute.removeprefix("azureml:"),  # named as a command job's
     }
     if spec.description:
         tags["mlflow.note.content"] = spec.description
@@ -252,7 +253,7 @@ def _check_compute(compute: str, workspace: Workspace) -> None:
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
     existing = client.get_experiment_by_name(name)
-    return existing.experiment_id if existing else client.create_experiment(name)
+    return existing.experiment_id if existing else create_training_experiment(client, name)
 
 
 _active: weakref.WeakSet[_Controller] = weakref.WeakSet()
