@@ -32,6 +32,7 @@ def _register() -> None:
     for module in (workspace_commands, sync_command, job_commands, endpoint_commands):
         for command in module.COMMANDS:
             main.add_command(command)
+    main.add_command(__import__("mlflow_workspace_plugin.cli.environment_commands", fromlist=["_"]).environment)
 
 
 _register()

@@ -97,7 +97,9 @@ def _strip_comment(raw: str) -> str:
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "/", "~", "file:")) or text.endswith((".whl", ".tar.gz", ".zip"))
+    if text.startswith((".", "/", "~", "file:")):
+        return True
+    return "://" not in text and "@" not in text and text.endswith((".whl", ".tar.gz", ".zip"))
 
 
 def _local_path(text: str, bad: str, code_dir: Path | None) -> str:
