@@ -100,6 +100,10 @@ def job_environment(job: CommandJob, *, remote: bool, target: str, env_manager: 
                                   "environment (env manager 'local')")
         return EnvironmentSpec(kind=LOCAL), ("cluster" if remote else "local")
     once = _once(warn)
+    if manager == LOCAL and not remote:  # asked for the current environment: nothing is resolved or built
+        once(f"{job.source_file}: environment {_declared(job)} is not built (env manager 'local'); the job runs in "
+             f"the current Python environment ({sys.executable})")
+        return EnvironmentSpec(kind=LOCAL), "local"
     config_path = workspace.config_path if workspace is not None else None
     config = load_config_json(config_path) if config_path is not None else None
     resolved = _resolve(job, remote, private_dir, config, config_path, tracking_uri)
@@ -110,10 +114,6 @@ def job_environment(job: CommandJob, *, remote: bool, target: str, env_manager: 
                  + (" with the environment's pip packages" if resolved.requirements else ""))
         text = f"{resolved.description} (pip)" if resolved.requirements else "cluster"
         return EnvironmentSpec(requirements=resolved.requirements), text
-    if manager == LOCAL:
-        once(f"{job.source_file}: environment {resolved.description} is not built (env manager 'local'); the job "
-             f"runs in the current Python environment ({sys.executable})")
-        return EnvironmentSpec(kind=LOCAL), "local"
     if resolved.wants_container:
         spec = _container(job, resolved, once)
         if spec is not None:
@@ -137,6 +137,17 @@ def job_environment(job: CommandJob, *, remote: bool, target: str, env_manager: 
     prepared = PreparedEnvironment(kind, [f"source {activate}"])
     return (EnvironmentSpec(kind=kind, prepare=lambda run_id: prepared),
             f"{kind}: {resolved.description} ({built.path.name})")
+
+
+def build_ahead(job: CommandJob, workspace: Workspace, env_manager: str | None,
+                warn: Callable[[str], None]) -> None:
+    """Build a local job's cached environment here, with its progress on this console, before the job is
+    handed to a process without one (``job create`` without ``--stream``); errors surface here too."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlflow-ws-env-ahead-") as scratch:
+        job_environment(job, remote=False, target=job.compute, env_manager=env_manager,
+                        private_dir=lambda: Path(scratch), warn=warn, workspace=workspace)
 
 
 def _resolve(job: CommandJob, remote: bool, private_dir: Callable[[], Path], config: dict | None,
@@ -213,6 +224,16 @@ def _conda_file(job: CommandJob, private_dir: Callable[[], Path]) -> Path | None
         path.write_text(yaml.safe_dump(env.conda_inline, sort_keys=False), encoding="utf-8")
         return path
     return None
+
+
+def _declared(job: CommandJob) -> str:
+    env = job.environment
+    if env.reference:
+        return repr(env.reference)
+    parts = [f"image {env.image!r}" if env.image else "", f"build {str(env.build_context)!r}" if env.build_context
+             else "", f"conda_file {env.conda_file.name}" if env.conda_file else "",
+             "inline conda_file" if env.conda_inline else ""]
+    return " with ".join(part for part in parts if part)
 
 
 def _image_text(resolved: ResolvedEnvironment) -> str:

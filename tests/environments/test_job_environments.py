@@ -105,6 +105,10 @@ def test_env_manager_local_keeps_the_current_environment(tmp_path):
     assert run.wait()
     line = next(line for line in console(run).splitlines() if line.startswith("SIX "))
     assert line.split()[2] == sys.prefix
+    # nothing is resolved either: a name only Azure knows still runs in the current environment
+    unknown = write(tmp_path / "unknown.yml", f"command: {REPORT}\nenvironment: azureml:AzureML-gone-0.1@latest\n"
+                                              "experiment_name: env-jobs\n")
+    assert submit_job(load_job(unknown), env_manager="local").wait()
 
 
 def test_pins_that_cannot_install_fail_before_the_run_exists_with_the_flag_to_use(tmp_path):
