@@ -38,8 +38,9 @@ CONFIG_ENV = "MLFLOW_WORKSPACE_CONFIG"
 CONFIG_CANDIDATES = ("config.json", os.path.join(".azureml", "config.json"))
 LOCAL_COMPUTE = "local"
 _CLOUD_FIELDS = ("subscription_id", "resource_group", "workspace_name")
-_KNOWN_FIELDS = {*_CLOUD_FIELDS, "region", "host", "local_path", "compute", "location", "friendly_name",
-                 "datastores"}
+_KNOWN_FIELDS = {*_CLOUD_FIELDS, "region", "host", "local_path", "compute", "location", "friendly_name"}
+_OBJECT_FIELDS = {"compute", "environments", "datastores"}  # environments: read by environments/curated.py
+_KNOWN_FIELDS |= _OBJECT_FIELDS
 _REGION_RE = re.compile(r"^[a-z0-9]+$")
 _COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 
@@ -230,7 +231,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> Workspace:
     unknown = sorted(set(data) - _KNOWN_FIELDS)
     if unknown:
         raise fail(unknown[0], f"is not recognised; allowed fields: {', '.join(sorted(_KNOWN_FIELDS))}")
-    for name in _KNOWN_FIELDS - {"compute", "datastores"}:
+    for name in _KNOWN_FIELDS - _OBJECT_FIELDS:
         if name in data and not isinstance(data[name], str):
             raise fail(name, f"must be a string, got {type(data[name]).__name__} {data[name]!r}")
     compute = _parse_compute(data.get("compute", {}), fail)

@@ -38,8 +38,8 @@ def job() -> None:
 @click.option("--stream", is_flag=True, help="show the job's output live, wait, exit with its exit code")
 @click.option("--web", is_flag=True, help="print the run's address in the UI (and open a browser if there is one)")
 @click.option("--env-manager", type=click.Choice(ENV_MANAGERS), default=None,
-              help="local jobs: build environment.conda_file with this manager (default: the current Python; "
-                   "or $MLFLOW_WORKSPACE_JOB_ENV_MANAGER)")
+              help="local jobs: how the job's environment is built (default: a cached venv, uv or pip; "
+                   "local: the current Python as it is; or $MLFLOW_WORKSPACE_JOB_ENV_MANAGER)")
 def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream: bool, web: bool,
            env_manager: str | None) -> None:
     """Create (submit) a job; prints its name."""
@@ -64,11 +64,13 @@ def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream:
         raise SystemExit(_create_streaming(spec, workspace, web, env_manager))
     if spec.compute == "local":  # local processes end with their launcher: hand the job to a supervisor
         from mlflow_workspace_plugin.jobs.detached import start_supervisor
+        from mlflow_workspace_plugin.jobs.job_environment import build_ahead
         from mlflow_workspace_plugin.jobs.registry import planned_uri
         from mlflow_workspace_plugin.jobs.submit import check_unique
 
         job_name = spec.name or generate_job_name()
         check_unique(spec, job_name, planned_uri(workspace))  # fail here, before starting anything
+        build_ahead(spec, workspace, env_manager, warn=lambda message: click.echo(f"Warning: {message}", err=True))
         report = start_supervisor(file_path, overrides, job_name, env_manager)
         run_id = report["run_id"]
     else:

@@ -53,6 +53,7 @@ def _register() -> None:
                    component_commands):
         for command in module.COMMANDS:
             main.add_command(command)
+    main.add_command(__import__("mlflow_workspace_plugin.cli.environment_commands", fromlist=["_"]).environment)
 
 
 _register()

@@ -1,5 +1,5 @@
 """pip requirements of an environment file (a project's, or a job's ``conda_file``), for a remote
-job's pip environment.
+job's pip environment (the conda-file reading itself: :mod:`mlflow_workspace_plugin.environments.conda_files`).
 
 - ``conda_env`` (conda.yaml): its ``pip:`` list, plus plain conda packages translated to pip
   specifiers (``name=1.2`` -> ``name==1.2``, channel prefixes dropped); ``python`` and ``pip``
@@ -10,15 +10,20 @@ job's pip environment.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import yaml
 from mlflow.exceptions import ExecutionException
 from mlflow.projects import env_type
 
-_CONDA_SPEC = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)\s*(.*)$")
-_SKIPPED = {"python", "pip"}
+from mlflow_workspace_plugin.environments.conda_files import (
+    conda_data_requirements,
+    conda_file_requirements,
+    conda_to_pip,
+    inline_requirement_files,
+)
+from mlflow_workspace_plugin.environments.errors import EnvironmentProblem
+
+__all__ = ["conda_data_requirements", "conda_requirements", "conda_to_pip", "project_requirements"]
 
 
 def project_requirements(project, work_dir: str | Path) -> list[str]:
@@ -38,46 +43,13 @@ def project_requirements(project, work_dir: str | Path) -> list[str]:
 def conda_requirements(path: Path) -> list[str]:
     """pip requirements equivalent to a conda environment file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ExecutionException(f"Cannot read the project's conda environment {path}: {exc}") from None
-    requirements: list[str] = []
-    for item in data.get("dependencies") or []:
-        if isinstance(item, dict):
-            requirements += [str(entry) for entry in item.get("pip") or []]
-        elif isinstance(item, str):
-            converted = conda_to_pip(item)
-            if converted:
-                requirements.append(converted)
-    return _inline_requirement_files(requirements, path.parent)
-
-
-def conda_to_pip(spec: str) -> str | None:
-    """``numpy=1.26`` -> ``numpy==1.26``; ``conda-forge::scipy>=1.10`` -> ``scipy>=1.10``;
-    ``python``/``pip`` -> None."""
-    match = _CONDA_SPEC.match(spec.strip())
-    if not match:
-        return spec.strip()
-    name, version = match.group(1), match.group(2).replace(" ", "")
-    if name.lower() in _SKIPPED:
-        return None
-    if version.startswith("=") and not version.startswith("=="):
-        version = "==" + version[1:].split("=")[0]  # drop a conda build string
-    return name + version
+        return conda_file_requirements(path)
+    except EnvironmentProblem as exc:
+        raise ExecutionException(exc.message) from None
 
 
 def _inline_requirement_files(requirements: list[str], base: Path) -> list[str]:
-    result: list[str] = []
-    for entry in requirements:
-        text = entry.strip()
-        if text.startswith(("-r ", "--requirement ")):
-            file = base / text.split(None, 1)[1].strip()
-            try:
-                lines = file.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise ExecutionException(f"Requirements file {file} (from {text!r}) cannot be read: {exc}") from None
-            result += _inline_requirement_files(
-                [line for line in (raw.split("#", 1)[0].strip() for raw in lines) if line], file.parent)
-        else:
-            result.append(text)
-    return result
+    try:
+        return inline_requirement_files(requirements, base, str(base))
+    except EnvironmentProblem as exc:
+        raise ExecutionException(exc.message) from None

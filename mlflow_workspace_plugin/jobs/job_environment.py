@@ -1,44 +1,70 @@
 """A job's ``environment`` section -> the :class:`EnvironmentSpec` the execution path runs it with.
 
-- Locally the job runs in the current Python environment (the interpreter running the plugin), like a
-  projects run with ``USE_CONDA: false``. Asked with ``env_manager`` (``submit_job(env_manager=...)``,
-  ``job create --env-manager``, or ``$MLFLOW_WORKSPACE_JOB_ENV_MANAGER``), the ``conda_file`` is built
-  instead: ``virtualenv`` / ``uv`` from its pip list (MLflow's virtualenv helpers, as projects do),
-  ``conda`` where a conda executable exists.
-- On remote compute (Ray) the ``conda_file`` becomes the job's pip requirements.
-- A Docker ``image`` / ``build`` context or an ``azureml:`` environment cannot be honoured here: one
-  warning names it and what is used instead.
+What the environment names is resolved first (:mod:`mlflow_workspace_plugin.environments.resolve`):
+a curated name, a configured or registered environment, or the inline image / build / conda_file.
+Then, by ``env_manager`` (``submit_job(env_manager=...)``, ``job create --env-manager``, else
+``$MLFLOW_WORKSPACE_JOB_ENV_MANAGER``):
+
+- default (none given), ``uv`` or ``virtualenv``: locally the job runs in an **isolated, cached
+  virtualenv** of the environment's pip requirements, layered over the interpreter running the plugin
+  (:mod:`mlflow_workspace_plugin.environments.venv_cache`; built with uv by default and with
+  ``uv``, with pip for ``virtualenv``). It is built here, before the run exists, with visible progress:
+  requirements that cannot be installed for this Python fail the job before anything starts, with
+  uv's / pip's own reason;
+- ``local``: the current Python environment, as it is (nothing is built or installed);
+- ``conda``: a conda environment of the job's own ``conda_file`` (where conda exists).
+
+An ``image`` / ``build`` runs in a container where a Docker engine is reachable
+(:mod:`mlflow_workspace_plugin.environments.containers`); where none is, one warning says what runs
+instead (the environment's packages, else the current Python environment). On remote compute (Ray)
+the requirements become the job's pip runtime env (Ray builds and caches it on the cluster).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from mlflow_workspace_plugin.compute.environment import (
     CONDA,
+    DOCKER,
     LOCAL,
     UV,
     VIRTUALENV,
     EnvironmentSpec,
     PreparedEnvironment,
 )
-from mlflow_workspace_plugin.execution.requirements import conda_requirements
+from mlflow_workspace_plugin.environments import containers
+from mlflow_workspace_plugin.environments.errors import EnvironmentProblem
+from mlflow_workspace_plugin.environments.resolve import ResolvedEnvironment, resolve_inline, resolve_reference
+from mlflow_workspace_plugin.environments.venv_cache import PIP, ensure_environment
+from mlflow_workspace_plugin.environments.venv_cache import UV as UV_BUILDER
 from mlflow_workspace_plugin.jobs.errors import JobLaunchError, JobSpecError
 from mlflow_workspace_plugin.jobs.spec import CommandJob
+from mlflow_workspace_plugin.workspace import Workspace, load_config_json
 
 ENV_MANAGER_ENV = "MLFLOW_WORKSPACE_JOB_ENV_MANAGER"
 ENV_MANAGERS = (LOCAL, VIRTUALENV, UV, CONDA)
+FALLBACK_HINT = ("run it in the current Python environment instead with --env-manager local "
+                 f"(submit_job(env_manager='local'), ${ENV_MANAGER_ENV}=local), or set the environment's packages "
+                 "under \"environments\" in the workspace config")
+_RUN_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN",
+                  "MLFLOW_TRACKING_INSECURE_TLS", "PYTHONUNBUFFERED")
+_warned: set[str] = set()
 
 
-def choose_env_manager(requested: str | None) -> str:
-    """The env manager asked for (argument, else ``$MLFLOW_WORKSPACE_JOB_ENV_MANAGER``, else ``local``)."""
-    value = requested if requested is not None else os.environ.get(ENV_MANAGER_ENV, "").strip() or LOCAL
+def choose_env_manager(requested: str | None) -> str | None:
+    """The env manager asked for (argument, else ``$MLFLOW_WORKSPACE_JOB_ENV_MANAGER``), or None for the
+    default (an isolated cached environment, built with uv when it is found, else pip)."""
+    value = requested if requested is not None else os.environ.get(ENV_MANAGER_ENV, "").strip() or None
+    if value is None:
+        return None
     value = value.strip().lower()
     if value not in ENV_MANAGERS:
         source = "env_manager" if requested is not None else f"${ENV_MANAGER_ENV}"
@@ -46,51 +72,147 @@ def choose_env_manager(requested: str | None) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class ContainerCommand(PreparedEnvironment):
+    """``docker run ... <image> bash -c '<command>'`` (the command quoted as one argument)."""
+
+    def wrap(self, command: str) -> str:
+        return " ".join([*self.prefix, shlex.quote(command)])
+
+
 def job_environment(job: CommandJob, *, remote: bool, target: str, env_manager: str | None,
-                    private_dir: Callable[[], Path], warn: Callable[[str], None]) -> tuple[EnvironmentSpec, str]:
+                    private_dir: Callable[[], Path], warn: Callable[[str], None],
+                    workspace: Workspace | None = None,
+                    tracking_uri: Callable[[], str] | None = None) -> tuple[EnvironmentSpec, str]:
     """(the environment to run ``job`` with, a short description of it for the run's tags).
 
-    ``private_dir()`` gives the job's own folder (for an inline conda file); ``warn`` receives the one
-    warning about an environment that cannot be honoured.
+    ``private_dir()`` gives the job's own folder (inline conda file, a registered build context);
+    ``warn`` receives warnings (each one once per process: sweeps submit many trials); ``workspace``'s
+    config file may hold ``environments``; ``tracking_uri()`` is the workspace's, for registered
+    environments. May build the job's cached environment (minutes the first time, with progress).
     """
     manager = choose_env_manager(env_manager)
-    env = job.environment
-    conda_file = _conda_file(job, private_dir) if env is not None else None
-    if remote:
-        requirements = tuple(conda_requirements(conda_file)) if conda_file else ()
-        used = (f"the Python of compute target {target!r}"
-                + (" with the conda_file's pip packages" if requirements else ""))
-        _warn_unusable(job, used, warn)
-        return EnvironmentSpec(requirements=requirements), "conda_file (pip)" if requirements else "cluster"
-    if manager == LOCAL:
-        used = f"the current Python environment ({sys.executable})"
-        _warn_unusable(job, used, warn)
+    if job.environment is None:
+        if manager not in (None, LOCAL) and not remote:
+            raise JobSpecError.at(job.source_file, "environment.conda_file",
+                                  f"is needed to build a {manager} environment (env manager {manager!r}); give an "
+                                  "environment (a conda_file, a curated or registered name), or run in the current "
+                                  "environment (env manager 'local')")
+        return EnvironmentSpec(kind=LOCAL), ("cluster" if remote else "local")
+    once = _once(warn)
+    if manager == LOCAL and not remote:  # asked for the current environment: nothing is resolved or built
+        once(f"{job.source_file}: environment {_declared(job)} is not built (env manager 'local'); the job runs in "
+             f"the current Python environment ({sys.executable})")
         return EnvironmentSpec(kind=LOCAL), "local"
+    config_path = workspace.config_path if workspace is not None else None
+    config = load_config_json(config_path) if config_path is not None else None
+    resolved = _resolve(job, remote, private_dir, config, config_path, tracking_uri)
+    if remote:
+        if resolved.wants_container:
+            once(f"{job.source_file}: environment {_image_text(resolved)} is not used on compute target {target!r} "
+                 f"(Ray jobs do not run in containers); the job runs in the cluster's Python"
+                 + (" with the environment's pip packages" if resolved.requirements else ""))
+        text = f"{resolved.description} (pip)" if resolved.requirements else "cluster"
+        return EnvironmentSpec(requirements=resolved.requirements), text
+    if resolved.wants_container:
+        spec = _container(job, resolved, once)
+        if spec is not None:
+            return spec
+    if manager == CONDA:
+        return _conda(job, private_dir)
+    if not resolved.has_packages:
+        return EnvironmentSpec(kind=LOCAL), "local"
+    mismatch = resolved.python_mismatch()
+    if mismatch:
+        once(f"{job.source_file}: {mismatch}")
+    try:
+        built = ensure_environment(resolved.requirements, description=resolved.description,
+                                   builder=PIP if manager == VIRTUALENV else (UV_BUILDER if manager == UV else None))
+    except EnvironmentProblem as exc:
+        raise JobLaunchError.at(job.source_file, "environment",
+                                f"{resolved.description} cannot be installed: {exc.message}\n"
+                                f"To go on: fix or relax the pins, or {FALLBACK_HINT}") from None
+    kind = UV if built.builder == UV_BUILDER else VIRTUALENV
+    activate = shlex.quote(str(built.bin_dir / "activate"))
+    prepared = PreparedEnvironment(kind, [f"source {activate}"])
+    return (EnvironmentSpec(kind=kind, prepare=lambda run_id: prepared),
+            f"{kind}: {resolved.description} ({built.path.name})")
+
+
+def build_ahead(job: CommandJob, workspace: Workspace, env_manager: str | None,
+                warn: Callable[[str], None]) -> None:
+    """Build a local job's cached environment here, with its progress on this console, before the job is
+    handed to a process without one (``job create`` without ``--stream``); errors surface here too."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlflow-ws-env-ahead-") as scratch:
+        job_environment(job, remote=False, target=job.compute, env_manager=env_manager,
+                        private_dir=lambda: Path(scratch), warn=warn, workspace=workspace)
+
+
+def _resolve(job: CommandJob, remote: bool, private_dir: Callable[[], Path], config: dict | None,
+             config_path: Path | None, tracking_uri: Callable[[], str] | None) -> ResolvedEnvironment:
+    env = job.environment
+    try:
+        if env.reference:
+            if tracking_uri is None:
+                from mlflow_workspace_plugin.assets.store import AssetStore
+
+                def tracking_uri() -> str:
+                    return AssetStore().tracking_uri
+            return resolve_reference(env.reference, config=config, config_path=config_path,
+                                     tracking_uri=tracking_uri, files_dir=private_dir)
+        return resolve_inline(image=env.image, conda_file=env.conda_file, conda_inline=env.conda_inline,
+                              build_context=env.build_context, dockerfile=env.dockerfile,
+                              code_dir=job.code or job.source_file.parent, remote=remote)
+    except EnvironmentProblem as exc:
+        raise JobSpecError.at(job.source_file, "environment", exc.message) from None
+    except JobSpecError:
+        raise
+    except Exception as exc:  # AssetError and other MlflowExceptions from the asset store
+        message = getattr(exc, "message", str(exc))
+        raise JobSpecError.at(job.source_file, "environment", message) from None
+
+
+def _container(job: CommandJob, resolved: ResolvedEnvironment, once: Callable[[str], None]) -> EnvironmentSpec | None:
+    """The container spec where an engine answers; else None after the one warning."""
+    problem = containers.engine_problem()
+    if problem is not None:
+        instead = (f"an environment built from {resolved.description}" if resolved.has_packages
+                   else f"the current Python environment ({sys.executable})")
+        once(f"{job.source_file}: environment {_image_text(resolved)} is not used: {problem}; the job runs in "
+             f"{instead}")
+        return None
+    engine = containers.DockerEngine()
+    tag_text = _image_text(resolved)
+
+    def prepare(run_id: str) -> PreparedEnvironment:
+        tag = engine.image(resolved.image, resolved.build_context, resolved.dockerfile)
+        return ContainerCommand(DOCKER, engine.run_prefix(tag, list(_RUN_VARIABLES)), separator=" ")
+
+    return EnvironmentSpec(kind=DOCKER, prepare=prepare), f"docker: {tag_text}"
+
+
+def _conda(job: CommandJob, private_dir: Callable[[], Path]) -> tuple[EnvironmentSpec, str]:
+    conda_file = _conda_file(job, private_dir)
     if conda_file is None:
-        raise JobSpecError.at(job.source_file, "environment.conda_file",
-                              f"is needed to build a {manager} environment (env manager {manager!r}); "
-                              "give a conda_file, or run in the current environment (env manager 'local')")
-    _check_manager(job, manager)
-    _warn_unusable(job, f"a {manager} environment built from {conda_file.name}", warn)
-    spec = EnvironmentSpec(kind=manager, prepare=lambda run_id: prepare(manager, conda_file))
-    return spec, f"{manager} ({conda_file.name})"
+        raise JobSpecError.at(job.source_file, "environment",
+                              "env manager 'conda' builds a job's own conda_file, and this environment has none; "
+                              "use env manager 'uv' or 'virtualenv' (the default), or 'local'")
+    from mlflow_workspace_plugin.execution.environments import conda_executable
 
+    if conda_executable() is None:
+        raise JobLaunchError.at(job.source_file, "environment.conda_file",
+                                "env manager 'conda' needs conda, which was not found (PATH, $MLFLOW_CONDA_HOME, "
+                                "$CONDA_EXE); use env manager 'virtualenv' or 'uv', or 'local'")
 
-def prepare(kind: str, conda_file: Path) -> PreparedEnvironment:
-    """Build (or reuse) the environment of ``conda_file``; may take minutes."""
-    if kind == CONDA:
+    def prepare(run_id: str) -> PreparedEnvironment:
         from mlflow.utils.conda import get_or_create_conda_env
 
         conda_env = get_or_create_conda_env(str(conda_file))
         return PreparedEnvironment(CONDA, list(conda_env.get_activate_command()))
-    from mlflow.utils.environment import _PythonEnv
-    from mlflow.utils.virtualenv import _create_virtualenv, _get_mlflow_virtualenv_root, _get_virtualenv_name
 
-    python_env = _PythonEnv.from_conda_yaml(str(conda_file))
-    env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, conda_file.parent)
-    activate = _create_virtualenv(local_model_path=conda_file.parent, python_env=python_env, env_dir=env_dir,
-                                  env_manager=kind)
-    return PreparedEnvironment(kind, [activate])
+    return EnvironmentSpec(kind=CONDA, prepare=prepare), f"conda ({conda_file.name})"
 
 
 def _conda_file(job: CommandJob, private_dir: Callable[[], Path]) -> Path | None:
@@ -104,31 +226,27 @@ def _conda_file(job: CommandJob, private_dir: Callable[[], Path]) -> Path | None
     return None
 
 
-def _check_manager(job: CommandJob, manager: str) -> None:
-    if manager == CONDA:
-        from mlflow_workspace_plugin.execution.environments import conda_executable
-
-        if conda_executable() is None:
-            raise JobLaunchError.at(job.source_file, "environment.conda_file",
-                                    "env manager 'conda' needs conda, which was not found (PATH, $MLFLOW_CONDA_HOME, "
-                                    "$CONDA_EXE); use env manager 'virtualenv' or 'uv', or 'local'")
-    if manager == UV and shutil.which("uv") is None:
-        raise JobLaunchError.at(job.source_file, "environment.conda_file",
-                                "env manager 'uv' needs the uv executable on PATH (pip install uv); "
-                                "or use env manager 'virtualenv' or 'local'")
-
-
-def _warn_unusable(job: CommandJob, used: str, warn: Callable[[str], None]) -> None:
+def _declared(job: CommandJob) -> str:
     env = job.environment
-    if env is None:
-        return
     if env.reference:
-        what, why = f"{env.reference!r}", "registered and curated environments exist only in Azure ML"
-    elif env.image:
-        what, why = f"image {env.image!r}", "jobs here do not run in containers"
-    elif env.build_context:
-        what, why = f"build {str(env.build_context)!r}", "jobs here do not run in containers"
-    else:
-        return
-    warn(f"{job.source_file}: environment {what} is not used ({why}); the job runs in {used}")
+        return repr(env.reference)
+    parts = [f"image {env.image!r}" if env.image else "", f"build {str(env.build_context)!r}" if env.build_context
+             else "", f"conda_file {env.conda_file.name}" if env.conda_file else "",
+             "inline conda_file" if env.conda_inline else ""]
+    return " with ".join(part for part in parts if part)
 
+
+def _image_text(resolved: ResolvedEnvironment) -> str:
+    if resolved.image:
+        return f"image {resolved.image!r}"
+    if resolved.build_context:
+        return f"build {str(resolved.build_context)!r}"
+    return resolved.description
+
+
+def _once(warn: Callable[[str], None]) -> Callable[[str], None]:
+    def emit(message: str) -> None:
+        if message not in _warned:
+            _warned.add(message)
+            warn(message)
+    return emit

@@ -186,7 +186,8 @@ def prepare_job(
     try:
         environment, environment_text = job_environment(
             job, remote=remote, target=job.compute, env_manager=env_manager, private_dir=private_dir,
-            warn=_warn if parent_run_id is None else lambda text: warn_once(text, parent_run_id))  # once a sweep
+            warn=_warn if parent_run_id is None else lambda text: warn_once(text, parent_run_id),  # once a sweep
+            workspace=workspace, tracking_uri=lambda: tracking_uri)
         mpirun = check_launchable(job)
         code = job.code or job.source_file.parent
         snapshot = collect_snapshot(code)  # the snapshot limits, before anything is copied

@@ -259,7 +259,7 @@ def test_bad_input_fails_before_any_run_or_folder_exists(tmp_path, monkeypatch):
         "command=python main.py ${{inputs.web}}"])
     fails(r"env_manager = 'pip' is not an environment manager; allowed: local, virtualenv, uv, conda",
           env_manager="pip")
-    fails(r"environment\.conda_file: is needed to build a virtualenv", overrides=["environment=azureml:x:1"],
+    fails(r"environment: No version '1' of environment asset 'x'", overrides=["environment=azureml:x:1"],
           env_manager="virtualenv")
     if shutil.which("conda") is None:
         fails(r"env manager 'conda' needs conda", env_manager="conda")
@@ -271,17 +271,17 @@ def test_bad_input_fails_before_any_run_or_folder_exists(tmp_path, monkeypatch):
     assert job_temp_dirs() <= dirs_before
 
 
-def test_a_docker_image_or_azureml_environment_gives_one_warning_naming_what_is_used(tmp_path, capfd):
+def test_a_docker_image_without_an_engine_gives_one_warning_naming_what_is_used(tmp_path, capfd):
     job_file = write(tmp_path / "job.yml", """
         command: echo ok
-        environment: azureml:AzureML-sklearn-1.0:1
+        environment: {image: "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"}
         experiment_name: env-warning
     """)
     handle = submit_job(load_job(job_file))
     assert handle.wait()
     warnings = [line for line in capfd.readouterr().err.splitlines() if "is not used" in line]
     assert len(warnings) == 1
-    assert "'azureml:AzureML-sklearn-1.0:1'" in warnings[0] and "the current Python environment" in warnings[0]
+    assert "no Docker engine is reachable" in warnings[0] and "the current Python environment" in warnings[0]
 
 
 # ------------------------------------------------------------------ Ray
