@@ -1,14 +1,18 @@
-"""Serving latency: a local endpoint (front process with key check and a 50/50 traffic split over
-two scoring servers) vs a plain ``mlflow models serve`` of the same model, in one run.
+"""Serving latency and throughput: a local endpoint (front process with key check and a 50/50
+traffic split over two scoring servers) vs a plain ``mlflow models serve -w 2`` of the same model
+(two workers: both sides have two scoring processes), in one run.
 
-    python benchmarks/serving.py [--requests 2000]
+    python benchmarks/serving.py [--requests 2000] [--clients 50] [--rounds 3]
 
-Both get the same single-row predictions over one keep-alive HTTP session each, interleaved in
-blocks of 100 so machine load hits both alike. Reported: p50 / p99 latency and requests/s per side,
-then failed requests while ``update_deployment`` switches a deployment to another model version
-under a request loop (one request every 20 ms).
+Latency: both get the same single-row predictions over one keep-alive HTTP session each,
+interleaved in blocks of 100 so machine load hits both alike; p50 / p99 and requests/s per side.
+Throughput: ``--clients`` concurrent keep-alive clients (asyncio + aiohttp in this process) send
+``--requests`` predictions per side per round, sides alternating for ``--rounds`` rounds; the
+median requests/s per side. Then failed requests while ``update_deployment`` switches a deployment
+to another model version under a request loop (one request every 20 ms).
 
-Last line: ``serving: <direct p50 / endpoint p50>x`` (1.0 = the front adds nothing; target >= 0.8).
+Last lines: ``throughput under <n> clients: <endpoint / direct>x`` (target >= 0.95), then the
+headline ``serving: <direct p50 / endpoint p50>x`` (1.0 = the front adds nothing; target >= 0.8).
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ def start_plain_server(model_dir: str, port: int, log: Path) -> subprocess.Popen
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
         process = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", model_dir, "-h", "127.0.0.1",
-                                    "-p", str(port), "--env-manager", "local"], stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env)
+                                    "-p", str(port), "-w", "2", "--env-manager", "local"], stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -68,6 +72,37 @@ def timed_block(session: requests.Session, url: str, body: dict, count: int, lat
         latencies.append(time.perf_counter() - started)
         failures += response.status_code != 200
     return failures
+
+
+def throughput(url: str, headers: dict, body: dict, clients: int, count: int) -> tuple[float, int]:
+    """(requests/s, failed) of ``count`` predictions sent by ``clients`` concurrent keep-alive clients."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    payload = json.dumps(body).encode()
+    headers = {**headers, "Content-Type": "application/json"}
+
+    async def run() -> tuple[float, int]:
+        left, failed = [count], [0]
+        connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async def client() -> None:
+                while left[0] > 0:
+                    left[0] -= 1
+                    try:
+                        async with session.post(url, data=payload, headers=headers) as response:
+                            await response.read()
+                            failed[0] += response.status != 200
+                    except aiohttp.ClientError:
+                        failed[0] += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(clients)))
+            return count / (time.perf_counter() - started), failed[0]
+
+    return asyncio.run(run())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,6 +139,8 @@ def requests_during_update(client, scoring_uri: str, key: str, body: dict) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="single-row predictions per side")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients for the throughput figure")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per side (median reported)")
     args = parser.parse_args()
 
     from mlflow.deployments import get_deploy_client
@@ -154,8 +191,20 @@ def main() -> None:
         overhead = statistics.median(lat_front) - statistics.median(lat_direct)
         print(f"front process adds {overhead * 1000:.2f} ms at p50")
 
+        rates: dict[str, list[float]] = {"direct": [], "endpoint": []}
+        for _ in range(args.rounds):
+            auth = {"Authorization": front.headers["Authorization"]}
+            for name, url, headers in (("direct", direct_url, {}), ("endpoint", front_url, auth)):
+                rate, lost = throughput(url, headers, body, args.clients, args.requests)
+                rates[name].append(rate)
+                failed[name] += lost
+        direct_rate, front_rate = statistics.median(rates["direct"]), statistics.median(rates["endpoint"])
+        print(f"{args.clients} concurrent clients: direct {direct_rate:.0f} req/s, endpoint {front_rate:.0f} req/s "
+              f"(medians of {args.rounds}; failed: direct {failed['direct']}, endpoint {failed['endpoint']})")
+
         sent, lost, took = requests_during_update(client, front_url, endpoint["keys"]["primary_key"], body)
         print(f"update_deployment (blue -> version 2) took {took:.1f} s; {sent} requests during it, {lost} failed")
+        print(f"throughput under {args.clients} clients: {front_rate / direct_rate:.2f}x")
         print(f"serving: {percentile(lat_direct, .5) / percentile(lat_front, .5):.2f}x")
     finally:
         if plain is not None:

@@ -46,6 +46,7 @@ from mlflow_workspace_plugin.deploy.upstream import UPSTREAM_GONE
 _logger = logging.getLogger("mlflow_workspace_plugin.endpoint")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 SCORE_PATHS = frozenset({"/invocations", "/score"})
+PING_PATHS = frozenset({"/ping", "/health"})
 KEYS_FILE = "keys.json"  # as in state.py
 REQUEST_WAIT_S = 60.0  # how long a request waits for a restarting deployment
 TOKEN_CACHE_S = 60.0
@@ -70,11 +71,14 @@ class EndpointProxy:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> int:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_get("/ping", self.handle_ping)
-        app.router.add_get("/health", self.handle_ping)
-        app.router.add_route("*", "/{tail:.*}", self.handle_request)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        loop = asyncio.get_running_loop()
+
+        def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_BYTES)
+
+        # aiohttp's low-level server: two paths need no router, middlewares or application
+        runner = web.ServerRunner(web.Server(self.dispatch, request_factory=make_request, access_log=None),
+                                  handle_signals=False)
         await runner.setup()
         supervisor = self.supervisor
         try:  # SO_REUSEADDR: ports left in TIME_WAIT by a killed front do not block a restart
@@ -86,7 +90,6 @@ class EndpointProxy:
             await self.session.close()
             await supervisor.stop_all()
             return 2
-        loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
@@ -112,7 +115,7 @@ class EndpointProxy:
         self.key_digests = [_digest(value) for value in keys.values() if value]
         self.token_cache.clear()
 
-    async def authorized(self, request: web.Request) -> bool:
+    async def authorized(self, request: web.BaseRequest) -> bool:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return False
@@ -162,13 +165,18 @@ class EndpointProxy:
             return None
         return slots[random.choices([n for n, _ in usable], weights=[w for _, w in usable])[0]]
 
-    async def handle_ping(self, request: web.Request) -> web.Response:
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "GET" and request.path in PING_PATHS:
+            return await self.handle_ping(request)
+        return await self.handle_request(request)
+
+    async def handle_ping(self, request: web.BaseRequest) -> web.Response:
         slots = self.supervisor.slots
         ready = [n for n, w in self.supervisor.traffic.items() if w > 0 and n in slots and slots[n].ready.is_set()]
         return web.Response(text="\n" if ready else "no deployment with traffic is ready\n",
                             status=200 if ready else 503, content_type="application/json" if ready else "text/plain")
 
-    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+    async def handle_request(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method != "POST" or request.path not in SCORE_PATHS:
             return _error(404, "ENDPOINT_NOT_FOUND",
                           f"{request.method} {request.path} is not served: POST /invocations (or /score)")
@@ -176,29 +184,35 @@ class EndpointProxy:
             return _error(401, "UNAUTHENTICATED", "Missing or invalid credentials: send 'Authorization: Bearer "
                           "<endpoint key>'" if self.spec.get("auth_mode", "key") == "key" else
                           "Missing or invalid credentials: send 'Authorization: Bearer <workspace token>'")
-        chosen = request.headers.get(DEPLOYMENT_HEADER)
-        if chosen is not None and chosen not in self.supervisor.slots:
-            return self._no_such_deployment(chosen)
-        if chosen is None and self.pick() is None:
-            return self._no_traffic()
+        headers = request.headers
+        chosen = headers.get(DEPLOYMENT_HEADER)
+        if chosen is None:
+            slot = self.pick()
+            if slot is None:
+                return self._no_traffic()
+        else:
+            slot = self.supervisor.slots.get(chosen)
+            if slot is None:
+                return self._no_such_deployment(chosen)
         body = await request.read()
-        content_type = request.headers.get("Content-Type", "application/json").replace("\r", "").replace("\n", "")
-        return await self.forward(chosen, body, content_type)
+        content_type = headers.get("Content-Type", "application/json")
+        if "\r" in content_type or "\n" in content_type:
+            content_type = content_type.replace("\r", "").replace("\n", "")
+        return await self.forward(chosen, slot, body, content_type)
 
-    async def forward(self, chosen: str | None, body: bytes, content_type_in: str) -> web.StreamResponse:
-        """Send to ``chosen`` (else by traffic), choosing again if the deployment is deleted meanwhile."""
+    async def forward(self, chosen: str | None, slot: Slot, body: bytes, content_type_in: str) -> web.StreamResponse:
+        """Send to ``slot`` (``chosen`` by name, else picked by traffic); if that deployment is deleted
+        while the request arrives or waits, the named one answers 404, a picked one is picked again."""
         last_error = "no server"
         deadline = time.monotonic() + REQUEST_WAIT_S
-        slot = None
         while time.monotonic() < deadline:
-            current = self.supervisor.slots.get(chosen) if chosen is not None else slot
-            if current is None or self.supervisor.slots.get(current.name) is not current:  # none yet, or deleted
+            if self.supervisor.slots.get(slot.name) is not slot:  # deleted meanwhile
                 if chosen is not None:
                     return self._no_such_deployment(chosen)
-                current = self.pick()
-                if current is None:
+                picked = self.pick()
+                if picked is None:
                     return self._no_traffic()
-            slot = current
+                slot = picked
             if not slot.ready.is_set():
                 try:
                     await asyncio.wait_for(slot.ready.wait(), min(max(deadline - time.monotonic(), 0.01), 1.0))
@@ -220,10 +234,8 @@ class EndpointProxy:
                 self.supervisor.note_crash(slot, instance)
             finally:
                 instance.inflight -= 1
-        name = chosen or (slot.name if slot else "?")
-        state = slot.state if slot else "gone"
-        return _error(503, "TEMPORARILY_UNAVAILABLE", f"Deployment {name!r} is not available ({state}; "
-                      f"{last_error})", deployment=name)
+        return _error(503, "TEMPORARILY_UNAVAILABLE", f"Deployment {slot.name!r} is not available ({slot.state}; "
+                      f"{last_error})", deployment=slot.name)
 
     def _no_such_deployment(self, chosen: str) -> web.Response:
         return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Endpoint {self.name!r} has no deployment {chosen!r}; "
