@@ -1,6 +1,7 @@
 """Serving latency and throughput: a local endpoint (front process with key check and a 50/50
-traffic split over two scoring servers) vs a plain ``mlflow models serve -w 2`` of the same model
-(two workers: both sides have two scoring processes), in one run.
+traffic split over two scoring servers) vs a plain ``mlflow models serve`` of the same model, in one
+run: one worker for latency (the endpoint's servers run one each), two workers (``-w 2``) for
+throughput, so both sides have two scoring processes.
 
     python benchmarks/serving.py [--requests 2000] [--clients 50] [--rounds 3]
 
@@ -47,12 +48,12 @@ def register_models(uri: str) -> None:
         mlflow.register_model(f"runs:/{run.info.run_id}/model", "bench-diabetes")
 
 
-def start_plain_server(model_dir: str, port: int, log: Path) -> subprocess.Popen:
+def start_plain_server(model_dir: str, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent  # `mlflow models serve` execs `uvicorn` from PATH
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
         process = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", model_dir, "-h", "127.0.0.1",
-                                    "-p", str(port), "-w", "2", "--env-manager", "local"], stdout=out,
+                                    "-p", str(port), "-w", str(workers), "--env-manager", "local"], stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -153,7 +154,7 @@ def main() -> None:
     uri = local_tracking_uri(folder / "ws")
     register_models(uri)
     client = get_deploy_client(uri)
-    plain = None
+    plain = plain2 = None
     try:
         client.create_endpoint("bench")
         client.create_deployment("blue", "models:/bench-diabetes/1", endpoint="bench")
@@ -161,8 +162,9 @@ def main() -> None:
                                  config={"traffic": {"blue": 50, "green": 50}})
         endpoint = client.get_endpoint("bench")
         model_dir = client.get_deployment("blue", "bench")["model_path"]
-        port = free_port()
+        port, port2 = free_port(), free_port()
         plain = start_plain_server(model_dir, port, folder / "plain.log")
+        plain2 = start_plain_server(model_dir, port2, folder / "plain2.log", workers=2)
 
         row = load_diabetes(as_frame=True).data.head(1)
         body = {"dataframe_split": row.to_dict(orient="split")}
@@ -194,12 +196,14 @@ def main() -> None:
         rates: dict[str, list[float]] = {"direct": [], "endpoint": []}
         for _ in range(args.rounds):
             auth = {"Authorization": front.headers["Authorization"]}
-            for name, url, headers in (("direct", direct_url, {}), ("endpoint", front_url, auth)):
+            for name, url, headers in (("direct", f"http://127.0.0.1:{port2}/invocations", {}),
+                                       ("endpoint", front_url, auth)):
                 rate, lost = throughput(url, headers, body, args.clients, args.requests)
                 rates[name].append(rate)
                 failed[name] += lost
         direct_rate, front_rate = statistics.median(rates["direct"]), statistics.median(rates["endpoint"])
-        print(f"{args.clients} concurrent clients: direct {direct_rate:.0f} req/s, endpoint {front_rate:.0f} req/s "
+        print(f"{args.clients} concurrent clients: direct (-w 2) {direct_rate:.0f} req/s, "
+              f"endpoint {front_rate:.0f} req/s "
               f"(medians of {args.rounds}; failed: direct {failed['direct']}, endpoint {failed['endpoint']})")
 
         sent, lost, took = requests_during_update(client, front_url, endpoint["keys"]["primary_key"], body)
@@ -207,9 +211,10 @@ def main() -> None:
         print(f"throughput under {args.clients} clients: {front_rate / direct_rate:.2f}x")
         print(f"serving: {percentile(lat_direct, .5) / percentile(lat_front, .5):.2f}x")
     finally:
-        if plain is not None:
-            stop_group(plain.pid)
-            plain.wait(10)
+        for server in (plain, plain2):
+            if server is not None:
+                stop_group(server.pid)
+                server.wait(10)
         client.delete_endpoint("bench")
         if os.environ.get("KEEP_BENCH_FOLDER") is None:
             import shutil
