@@ -21,7 +21,7 @@ from mlflow.deployments import BaseDeploymentClient, PredictionsResponse
 
 from mlflow_workspace_plugin.deploy import model_source, processes
 from mlflow_workspace_plugin.deploy.config import check_traffic_names, deployment_config, endpoint_config
-from mlflow_workspace_plugin.deploy.errors import DeploymentError, already_exists, not_found
+from mlflow_workspace_plugin.deploy.errors import DeploymentError, already_exists, not_found, one_line_in_cli
 from mlflow_workspace_plugin.deploy.local_backend import LocalEndpoints
 from mlflow_workspace_plugin.deploy.local_servers import check_env_manager, server_command
 from mlflow_workspace_plugin.deploy.state import DeploymentRecord, EndpointRecord, StateStore, check_name
@@ -116,9 +116,10 @@ class WorkspaceDeploymentClient(BaseDeploymentClient):
         return self.get_endpoint(endpoint)
 
     def list_endpoints(self) -> list[dict[str, Any]]:
-        return [self.get_endpoint(name) for name in self.store.endpoint_names()]
+        """Every endpoint, without its keys (``get_endpoint`` shows them)."""
+        return [self.get_endpoint(name, keys=False) for name in self.store.endpoint_names()]
 
-    def get_endpoint(self, endpoint) -> dict[str, Any]:
+    def get_endpoint(self, endpoint, keys: bool = True) -> dict[str, Any]:
         record = self._endpoint(endpoint)
         health = self._backend(record).health(record)
         info: dict[str, Any] = {
@@ -128,9 +129,9 @@ class WorkspaceDeploymentClient(BaseDeploymentClient):
             "pid": health.get("pid"), "log": health.get("log"), "state_dir": str(self.store.endpoint_dir(record.name)),
             "description": record.description, "created_at": record.created_at, "updated_at": record.updated_at,
         }
-        if record.auth_mode == "key":
-            keys = self.store.read_keys(record.name)
-            info["keys"] = {"primary_key": keys.get("primary_key"), "secondary_key": keys.get("secondary_key")}
+        if record.auth_mode == "key" and keys:
+            stored = self.store.read_keys(record.name)
+            info["keys"] = {"primary_key": stored.get("primary_key"), "secondary_key": stored.get("secondary_key")}
         return info
 
     # ================================================================== deployments
@@ -435,10 +436,16 @@ class WorkspaceDeploymentClient(BaseDeploymentClient):
             "scoring_uri": self._backend(record).scoring_uri(record),
             "traffic": record.traffic.get(deployment.name, 0), "compute": record.compute,
             "env_manager": deployment.env_manager, "instance_count": deployment.instance_count,
-            "pid": seen.get("pid"), "port": seen.get("port"), "restarts": seen.get("restarts", 0),
+            "pid": seen.get("pid"), "socket": seen.get("socket"), "restarts": seen.get("restarts", 0),
             "log": seen.get("log"), "model_path": deployment.model_path, "generation": deployment.generation,
             "created_at": deployment.created_at, "updated_at": deployment.updated_at,
         }
+
+
+for _method in ("create_endpoint", "update_endpoint", "delete_endpoint", "list_endpoints", "get_endpoint",
+                "create_deployment", "update_deployment", "delete_deployment", "list_deployments", "get_deployment",
+                "predict"):
+    setattr(WorkspaceDeploymentClient, _method, one_line_in_cli(getattr(WorkspaceDeploymentClient, _method)))
 
 
 # ---------------------------------------------------------------------- helpers

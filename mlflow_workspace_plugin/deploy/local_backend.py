@@ -11,6 +11,7 @@ created them. Clients change ``endpoint.json`` under the state lock, bump its ``
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from mlflow_workspace_plugin.deploy import processes
 from mlflow_workspace_plugin.deploy.errors import DeploymentError
 from mlflow_workspace_plugin.deploy.state import EndpointRecord, StateStore
 
-PROXY_SCRIPT = str(Path(__file__).with_name("endpoint_proxy.py"))
+PROXY_MODULE = "mlflow_workspace_plugin.deploy.endpoint_proxy"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 45.0
 _children: dict[int, subprocess.Popen] = {}  # front processes this process started (reaped on stop)
@@ -37,11 +38,12 @@ def start_proxy(store: StateStore, record: EndpointRecord) -> None:
     """Start the endpoint's front process and wait until it listens (port in use -> clear error)."""
     log_path = store.log_dir(record.name) / "endpoint.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    clear_leftovers(store.read_status(record.name))  # of a front that was killed
     (store.endpoint_dir(record.name) / "status.json").unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in processes.SECRET_ENV}
+    env = processes.public_environment()
     env["PYTHONUNBUFFERED"] = "1"
     with open(log_path, "ab") as log:
-        child = subprocess.Popen([sys.executable, PROXY_SCRIPT, str(store.endpoint_dir(record.name))],
+        child = subprocess.Popen([sys.executable, "-m", PROXY_MODULE, str(store.endpoint_dir(record.name))],
                                  cwd=store.endpoint_dir(record.name), env=env, stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     _children[child.pid] = child
@@ -106,10 +108,18 @@ def stop_proxy(store: StateStore, record: EndpointRecord) -> None:
             processes.stop_group(pid, timeout=1.0)
     if pid:
         _reap(pid)
-    for deployment in status.get("deployments", {}).values():  # servers of a front process that was killed
+    clear_leftovers(status)
+    record.process = None
+
+
+def clear_leftovers(status: dict[str, Any]) -> None:
+    """Scoring servers and the private socket folder a killed front process left behind."""
+    for deployment in status.get("deployments", {}).values():
         if deployment.get("pid"):
             processes.stop_group(deployment["pid"], timeout=5.0)
-    record.process = None
+    folder = Path(status.get("sockets") or "")
+    if folder.name.startswith("mlflow-ep-") and folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _reap(pid: int) -> None:
@@ -160,13 +170,8 @@ class LocalEndpoints:
         deployments = {}
         for name in record.deployments:
             seen = dict(status.get("deployments", {}).get(name, {})) if running else {}
-            if seen.get("state") == "Healthy" and seen.get("port"):
-                try:
-                    pong = requests.get(f"http://{processes.LOOPBACK}:{seen['port']}/ping", timeout=2)
-                    if pong.status_code != 200:
-                        seen["state"] = "Unhealthy"
-                except requests.RequestException:
-                    seen["state"] = "Unhealthy"
+            if seen.get("state") == "Healthy" and seen.get("socket") and not processes.ping_unix(seen["socket"]):
+                seen["state"] = "Unhealthy"
             seen.setdefault("state", "NotRunning")
             seen.setdefault("log", str(self.store.log_dir(record.name) / f"{name}.log"))
             deployments[name] = seen

@@ -4,8 +4,10 @@ With ``env_manager="local"`` (default) a deployment runs exactly the command ``m
 execs for a local env (:func:`mlflow.pyfunc.scoring_server.get_cmd`: uvicorn with
 ``mlflow.pyfunc.scoring_server.app:app``) with this interpreter; with ``virtualenv``, ``uv`` or
 ``conda`` it runs ``mlflow models serve --env-manager <it>``, which builds the model's environment
-first. Servers listen on 127.0.0.1 only. Commands are computed here (where MLflow is imported) and
-stored with the deployment, with a ``{port}`` placeholder the endpoint process fills in.
+first. An endpoint's servers listen on a Unix socket only (uvicorn ``--uds``; ``mlflow models serve``
+gets ``UVICORN_UDS`` from the front, which uvicorn prefers to its host and port), ``run_local``'s on
+127.0.0.1. Commands are computed here (where MLflow is imported) and stored with the deployment,
+with ``{socket}`` / ``{port}`` placeholders the endpoint's front process fills in.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mlflow_workspace_plugin.deploy.errors import DeploymentError
 from mlflow_workspace_plugin.deploy.processes import LOOPBACK, log_tail
 
 PORT_PLACEHOLDER = "{port}"
+SOCKET_PLACEHOLDER = "{socket}"  # as in supervisor.py
 _MODEL_PATH_ENV = "__pyfunc_model_path__"  # mlflow.pyfunc.scoring_server._SERVER_MODEL_PATH
 
 
@@ -43,14 +46,20 @@ def _module_available(name: str) -> bool:
 
 def server_command(model_path: Path, env_manager: str = "local", workers: int = 1,
                    port: int | str = PORT_PLACEHOLDER) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment of a scoring server for ``model_path`` on ``127.0.0.1:port``."""
+    """argv and extra environment of a scoring server for ``model_path`` on ``127.0.0.1:port`` (a
+    real port: ``run_local``), else on the endpoint's Unix socket ``{socket}``."""
     from mlflow.pyfunc import scoring_server
 
     if env_manager == "local":
         command, env = scoring_server.get_cmd(str(model_path), port=port, host=LOOPBACK, nworkers=workers)
         argv = shlex.split(command)
-        if argv[0] != "uvicorn":
+        if argv[0] != "uvicorn" or "--host" not in argv or "--port" not in argv:
             raise DeploymentError(f"Unexpected scoring server command from MLflow: {command}")
+        if port == PORT_PLACEHOLDER:  # an endpoint's server: its Unix socket instead of host and port
+            for option in ("--host", "--port"):
+                at = argv.index(option)
+                del argv[at:at + 2]
+            argv[1:1] = ["--uds", SOCKET_PLACEHOLDER]
         extra = {name: env[name] for name in (_MODEL_PATH_ENV, "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT") if name in env}
         return [sys.executable, "-m", *argv], extra
     return [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_path), "-h", LOOPBACK,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import json
 import os
 import signal
@@ -15,11 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlflow_workspace_plugin.compute.sealed_secrets import is_secret
 from mlflow_workspace_plugin.ports import LOOPBACK, free_port  # noqa: F401 - free_port: used as processes.free_port
 
-# Never hand credentials to an endpoint or model server process: they only need the model folder.
-SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME",
-              "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")
+
+def public_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) without secrets, by the same name rule as Ray jobs
+    (:func:`~mlflow_workspace_plugin.compute.sealed_secrets.is_secret`: ``*TOKEN*``, ``*PASSWORD*``,
+    ``*SECRET*``, ``*KEY*``, ``*CLIENT_CERT*``). Endpoint and model server processes only need the
+    model folder, never a credential."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if not is_secret(k)}
 
 
 def start_time(pid: int) -> str | None:
@@ -83,7 +89,7 @@ def spawn(argv: list[str], env_overrides: dict[str, str], log_path: Path, banner
           tie_to_parent: bool = True) -> subprocess.Popen:
     """Start ``argv`` in its own process group, output appended to ``log_path``, secrets removed
     from its environment."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env = public_environment()
     env.update(env_overrides)
     env["PYTHONUNBUFFERED"] = "1"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +106,29 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def ping_unix(socket_path: str, timeout: float = 2.0) -> bool:
+    """True when the HTTP server on Unix socket ``socket_path`` answers ``GET /ping`` with 200."""
+    connection = _UnixHTTPConnection(socket_path, timeout)
+    try:
+        connection.request("GET", "/ping")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

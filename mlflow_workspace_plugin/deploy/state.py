@@ -5,7 +5,7 @@ Layout under the target's state root (``<workspace>/deployments`` for a local wo
     .lock                               file lock (file_lock.held): every change happens while holding it
     <endpoint>/endpoint.json            desired state, written by clients (EndpointRecord)
     <endpoint>/keys.json                the endpoint's two keys (mode 0600; never logged)
-    <endpoint>/status.json              observed state, written by the endpoint's front process
+    <endpoint>/status.json              observed state, written by the endpoint's front process (0600)
     <endpoint>/models/<deployment>-<n>  the model each deployment generation serves
     <endpoint>/logs/endpoint.log        front process log; logs/<deployment>.log: scoring server log
 """

@@ -54,6 +54,10 @@ def test_cli_create_list_get_predict_delete_no_code_model(deploy_ws, tmp_path):
     assert json.loads(output_path.read_text())["predictions"] == expected.tolist()
 
     endpoint = printed_fields(mlflow_cli("get-endpoint", "-t", uri, "--endpoint", "sklearn-iris"))
+    listed_endpoints = mlflow_cli("list-endpoints", "-t", uri)  # keys only where asked for one endpoint
+    assert "sklearn-iris" in listed_endpoints and "keys" not in listed_endpoints
+    assert endpoint["keys"]["primary_key"] not in listed_endpoints
+    assert endpoint["keys"]["secondary_key"] not in listed_endpoints
     curl = subprocess.run(["curl", "-s", "-X", "POST", endpoint["scoring_uri"], "-H", "Content-Type: application/json",
                            "-H", f"Authorization: Bearer {endpoint['keys']['primary_key']}",
                            "-d", json.dumps({"dataframe_split": rows.to_dict(orient="split")})],
@@ -78,6 +82,16 @@ def test_cli_create_list_get_predict_delete_no_code_model(deploy_ws, tmp_path):
     mlflow_cli("delete", "-t", uri, "--name", "sklearn-iris")
     mlflow_cli("delete", "-t", uri, "--name", "sklearn-iris")  # idempotent
     assert "sklearn-iris" not in mlflow_cli("list-endpoints", "-t", uri)
+
+
+def test_cli_error_is_one_line_not_a_traceback(deploy_ws):
+    typo = subprocess.run([MLFLOW, "deployments", "create", "-t", deploy_ws.uri, "--name", "typo",
+                           "-m", "models:/model-diabetse/1"], capture_output=True, text=True, timeout=300)
+    assert typo.returncode == 1
+    lines = [line for line in typo.stderr.splitlines() if line.strip() and "Warning" not in line]
+    assert lines == ["Error: model_uri 'models:/model-diabetse/1': no registered model named 'model-diabetse' in "
+                     "the workspace"], typo.stderr
+    assert "Traceback" not in typo.stderr + typo.stdout
 
 
 def printed_fields(output: str) -> dict:

@@ -6,6 +6,7 @@ traffic split -> blue/green update under load -> crash restart -> delete.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -156,7 +157,6 @@ def test_blue_green_update_drops_no_request(deploy_client, diab, registry):
 
 
 def test_crashed_server_is_restarted(deploy_client, diab, deploy_ws):
-    import os
     import signal
 
     before = deploy_client.get_deployment("blue", ENDPOINT)
@@ -174,7 +174,7 @@ def test_delete_deployment_then_endpoint_frees_ports_and_processes(deploy_client
     green = deploy_client.get_deployment("green", ENDPOINT)
     deploy_client.delete_deployment("green", endpoint=ENDPOINT)
     deploy_client.delete_deployment("green", endpoint=ENDPOINT)  # idempotent
-    assert processes.start_time(green["pid"]) is None and not processes.port_in_use(green["port"])
+    assert processes.start_time(green["pid"]) is None and not os.path.exists(green["socket"])
     assert deploy_client.get_endpoint(ENDPOINT)["traffic"] == {"blue": 100}
     with pytest.raises(DeploymentError, match="does not exist"):
         deploy_client.get_deployment("green", ENDPOINT)
@@ -185,5 +185,6 @@ def test_delete_deployment_then_endpoint_frees_ports_and_processes(deploy_client
     deploy_client.delete_endpoint(ENDPOINT)
     for pid in (endpoint["pid"], blue["pid"]):
         assert processes.start_time(pid) is None
-    assert not processes.port_in_use(endpoint["port"]) and not processes.port_in_use(blue["port"])
+    assert not processes.port_in_use(endpoint["port"]) and not os.path.exists(blue["socket"])
+    assert not os.path.exists(os.path.dirname(blue["socket"]))  # the private socket folder is gone too
     assert ENDPOINT not in [e["name"] for e in deploy_client.list_endpoints()]
