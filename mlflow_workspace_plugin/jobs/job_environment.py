@@ -83,13 +83,10 @@ def prepare(kind: str, conda_file: Path) -> PreparedEnvironment:
 
         conda_env = get_or_create_conda_env(str(conda_file))
         return PreparedEnvironment(CONDA, list(conda_env.get_activate_command()))
-    from mlflow.utils.environment import _PythonEnv
-    from mlflow.utils.virtualenv import _create_virtualenv, _get_mlflow_virtualenv_root, _get_virtualenv_name
+    from mlflow_workspace_plugin import mlflow_compat
 
-    python_env = _PythonEnv.from_conda_yaml(str(conda_file))
-    env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, conda_file.parent)
-    activate = _create_virtualenv(local_model_path=conda_file.parent, python_env=python_env, env_dir=env_dir,
-                                  env_manager=kind)
+    python_env = mlflow_compat.python_env_from_conda_yaml(conda_file)
+    activate = mlflow_compat.create_virtualenv(python_env, conda_file.parent, env_manager=kind)
     return PreparedEnvironment(kind, [activate])
 
 

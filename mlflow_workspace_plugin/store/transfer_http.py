@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import requests
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, mlflow_compat
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
 CONNECT_TIMEOUT = 10.0
@@ -225,11 +225,9 @@ class WorkspaceFiles:
 
     def put(self, local: str, remote: str, on_bytes: Callable[[int], None]) -> int:
         """Upload ``local`` to ``remote``; returns the bytes sent."""
-        from mlflow.utils.mime_type_utils import _guess_mime_type
-
         before = stamp(local)
         size = before[0]
-        extra = {"Content-Type": _guess_mime_type(posixpath.basename(remote))}
+        extra = {"Content-Type": mlflow_compat.guess_mime_type(posixpath.basename(remote))}
         sent = [0]
 
         def count(nbytes: int) -> None:
