@@ -71,6 +71,7 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.compat
 def test_success_captures_everything(local_tracking, tmp_path, capfd):
     project = write_project(
         tmp_path / "proj", SUCCESS_SCRIPT, parameters="lr: {type: float, default: 0.1}",

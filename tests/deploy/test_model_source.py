@@ -14,6 +14,8 @@ import pytest
 
 from mlflow_workspace_plugin.deploy import model_source
 
+pytestmark = pytest.mark.compat
+
 
 def _watch_globals(stop: threading.Event, seen: set[tuple[str, str]]) -> None:
     while not stop.is_set():
