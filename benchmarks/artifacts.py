@@ -41,9 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / sub) for sub in ("tracking", "")]
-
-import ws_servers  # noqa: E402
+from mlflow_workspace_plugin.testing import servers as ws_servers
 
 BLOCK = 8 * 1024 * 1024
 

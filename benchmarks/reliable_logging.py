@@ -32,10 +32,9 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / sub) for sub in ("tracking", "")]
-
 import requests  # noqa: E402
-import ws_servers  # noqa: E402
+
+from mlflow_workspace_plugin.testing import servers as ws_servers  # noqa: E402
 
 CALLS = 10_000
 SYNC_SAMPLE = 2_000  # (a) is measured on this many calls and scaled to CALLS

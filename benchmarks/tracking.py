@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / sub) for sub in ("tracking", "")]
-
-import ws_servers  # noqa: E402
+from mlflow_workspace_plugin.testing import servers as ws_servers
 
 METRIC_POINTS = 2_000
 BATCH_CHUNK = 1_000

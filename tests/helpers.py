@@ -4,13 +4,11 @@ projects and reading what a run stored."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import textwrap
 from pathlib import Path
 
 from mlflow_workspace_plugin.ports import free_port  # noqa: F401 - the one free_port of the tests
+from mlflow_workspace_plugin.testing.servers import stop_process  # noqa: F401 - shared with the benchmarks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,22 +52,3 @@ def artifact_paths(client, run_id: str, path: str | None = None) -> list[str]:
 
 def read_artifact(client, run_id: str, path: str) -> str:
     return Path(client.download_artifacts(run_id, path)).read_text(encoding="utf-8")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM the process group a test created for ``proc`` (``start_new_session=True``);
-    SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)

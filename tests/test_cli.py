@@ -108,3 +108,6 @@ def test_cli_interrupt_kills_run(tmp_path, sig):
     assert proc.returncode == 130
     (run,) = workspace_client().search_runs(["0"])
     assert run.info.status == "KILLED"
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

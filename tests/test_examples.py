@@ -8,6 +8,7 @@ import sys
 
 import mlflow
 import numpy as np
+import pytest
 from helpers import REPO_ROOT, artifact_paths
 from mlflow import MlflowClient
 
@@ -70,3 +71,6 @@ def test_seed_000_projects_run_with_dict_and_json_file():
         assert {"training_r2_score", "test_r2"} <= set(run.data.metrics)
         paths = artifact_paths(store, run.info.run_id)
         assert {"outputs/metrics.txt", "user_logs/std_log.txt", "snapshot/train.py", "snapshot/MLproject"} <= set(paths)
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

@@ -108,3 +108,6 @@ def test_cli_run_with_unactivated_venv(tmp_path, isolated_workspace):
     assert result.returncode == 0, result.stderr
     (run,) = MlflowClient(Workspace.local(isolated_workspace).get_mlflow_tracking_uri()).search_runs(["0"])
     assert run.data.metrics == {"ok": 1.0}
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

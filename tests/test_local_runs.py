@@ -71,6 +71,7 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.compat
 def test_success_captures_everything(local_tracking, tmp_path, capfd):
     project = write_project(
         tmp_path / "proj", SUCCESS_SCRIPT, parameters="lr: {type: float, default: 0.1}",
@@ -348,3 +349,6 @@ def test_bad_input_without_tracking_uri_changes_nothing(isolated_workspace, tmp_
                             backend_config={"USE_CONDA": False})
     assert not is_tracking_uri_set()
     assert not (isolated_workspace / "mlflow.db").exists()
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

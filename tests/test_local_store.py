@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mlflow_workspace_plugin.local_database import TEMPLATE_ENV, template_folder
 
 OPEN_AND_LOG = """
@@ -44,6 +46,9 @@ def test_processes_opening_a_fresh_workspace_at_once_all_succeed(tmp_path: Path)
     client = MlflowClient(uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments() if e.name.startswith("exp-")])
     assert len(runs) == 3 and all(run.info.status == "FINISHED" for run in runs)
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)
 
 
 def _rows(database: Path) -> dict:

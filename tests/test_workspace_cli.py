@@ -12,6 +12,7 @@ import threading
 import time
 
 import mlflow
+import pytest
 import requests
 from helpers import free_port, write_json
 
@@ -134,3 +135,6 @@ def test_ui_says_ready_when_serving_and_sigterm_stops_every_server_process(local
         for pid in server_pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

@@ -266,15 +266,13 @@ def redact(text: str, env_vars: dict[str, str]) -> str:
 @functools.cache
 def _client_class():
     """``JobSubmissionClient`` whose every request has a timeout (the SDK sets none)."""
-    from ray.job_submission import JobSubmissionClient
+    from mlflow_workspace_plugin import mlflow_compat
 
-    class TimeoutJobSubmissionClient(JobSubmissionClient):
-        def _do_request(self, method, endpoint, **kwargs):
-            uploading = endpoint.startswith("/api/packages")
-            kwargs.setdefault("timeout", UPLOAD_TIMEOUT_S if uploading else REQUEST_TIMEOUT_S)
-            return super()._do_request(method, endpoint, **kwargs)
+    return mlflow_compat.job_submission_client_class(_request_timeout)
 
-    return TimeoutJobSubmissionClient
+
+def _request_timeout(endpoint: str) -> float:
+    return UPLOAD_TIMEOUT_S if endpoint.startswith("/api/packages") else REQUEST_TIMEOUT_S
 
 
 def _json_or_empty(response) -> dict:

@@ -9,10 +9,8 @@ model (no-code deployment, seed 003). Anything else fails with an error saying w
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,10 +112,10 @@ def materialize(source: ModelSource, dest: Path, tracking_uri: str) -> Path:
         else:
             import mlflow.artifacts
 
-            with _workspace_uris(tracking_uri):
-                local = Path(mlflow.artifacts.download_artifacts(
-                    artifact_uri=source.download_uri, dst_path=str(staging), tracking_uri=tracking_uri,
-                    registry_uri=tracking_uri))
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=_storage_uri(client, source.download_uri), dst_path=str(staging),
+                tracking_uri=tracking_uri, registry_uri=tracking_uri))
         if not local.is_dir():
             raise DeploymentError(f"Model {source.uri!r} is a single file ({local.name}), not a model folder")
         if (local / MLMODEL).is_file():
@@ -135,21 +133,27 @@ def materialize(source: ModelSource, dest: Path, tracking_uri: str) -> Path:
     return dest
 
 
-@contextlib.contextmanager
-def _workspace_uris(tracking_uri: str) -> Iterator[None]:
-    """MLflow resolves ``models:/`` (and logged models behind ``runs:/``) with the *global* registry and
-    tracking URIs whatever is passed in; point both at the workspace while downloading."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+def _storage_uri(client: MlflowClient, uri: str) -> str:
+    """Where the files behind a ``models:/<name>/<version>`` or ``runs:/<run id>/<path>`` URI are
+    stored, looked up through ``client`` alone: MLflow's ``models:/`` (and, before 3.x's later
+    releases, ``runs:/``) repositories resolve with the process-wide tracking and registry URIs,
+    whatever is passed in, and swapping those globals races with other threads."""
+    match = re.match(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$", uri)
+    if match:
+        uri = client.get_model_version_download_uri(match["name"], match["version"])
+    logged = re.match(r"^models:/(?P<model_id>m-[^/]+)/?$", uri)  # MLflow 3 logged model
+    if logged:
+        return client.get_logged_model(logged["model_id"]).artifact_location
+    match = _RUNS_RE.match(uri)
+    if not match:
+        return uri
+    run_id, path = match["run_id"], match["path"].strip("/")
+    run = client.get_run(run_id)
+    for output in getattr(run.outputs, "model_outputs", None) or []:  # MLflow 3: a model the run logged
+        model = client.get_logged_model(output.model_id)
+        if model.name == path:
+            return model.artifact_location
+    return f"{run.info.artifact_uri.rstrip('/')}/{path}"  # a folder among the run's own artifacts
 
 
 def _check_pyfunc(source: ModelSource, folder: Path) -> None:

@@ -34,9 +34,9 @@ def project_requirements(project, work_dir: str | Path) -> list[str]:
     if project.env_type == env_type.CONDA:
         return conda_requirements(path)
     if project.env_type == env_type.PYTHON:
-        from mlflow.utils.environment import _PythonEnv
+        from mlflow_workspace_plugin import mlflow_compat
 
-        return _inline_requirement_files(list(_PythonEnv.from_yaml(str(path)).dependencies or []), path.parent)
+        return _inline_requirement_files(mlflow_compat.python_env_dependencies(path), path.parent)
     return []
 
 

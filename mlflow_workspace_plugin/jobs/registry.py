@@ -14,10 +14,10 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
-from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
 from mlflow_workspace_plugin import local_workspace
 from mlflow_workspace_plugin.jobs.job_names import JOB_NAME_TAG
+from mlflow_workspace_plugin.mlflow_compat import is_tracking_uri_set
 from mlflow_workspace_plugin.workspace import Workspace
 
 MAX_LISTED = 1000

@@ -36,7 +36,6 @@ from mlflow import MlflowClient
 from mlflow.entities import SourceType
 from mlflow.exceptions import MlflowException
 from mlflow.projects.utils import get_git_commit, get_git_repo_url
-from mlflow.tracking.context.default_context import _get_user
 from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_COMMIT,
     MLFLOW_GIT_REPO_URL,
@@ -73,6 +72,7 @@ from mlflow_workspace_plugin.jobs.placeholders import render_command
 from mlflow_workspace_plugin.jobs.process_plan import check_launchable, job_processes
 from mlflow_workspace_plugin.jobs.registry import explicit_tracking_uri, find_job, planned_uri, store_exists
 from mlflow_workspace_plugin.jobs.spec import CommandJob, DataInput, LiteralInput
+from mlflow_workspace_plugin.mlflow_compat import current_user
 from mlflow_workspace_plugin.store.datastores import workspace_datastores
 from mlflow_workspace_plugin.workspace import Workspace
 
@@ -301,7 +301,7 @@ def job_tags(job: CommandJob, name: str, environment_text: str, parent_run_id: s
              code: Path) -> dict[str, str]:
     """The run's tags: job identity, source, description, user tags, inputs/outputs."""
     tags = {
-        MLFLOW_USER: _get_user(),
+        MLFLOW_USER: current_user(),
         MLFLOW_SOURCE_NAME: str(job.source_file),
         MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
         job_names.JOB_NAME_TAG: name,

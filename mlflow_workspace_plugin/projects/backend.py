@@ -18,11 +18,11 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
 from mlflow.projects.utils import fetch_and_validate_project, load_project
-from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
 from mlflow_workspace_plugin.execution import RunRequest, launch
 from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
 from mlflow_workspace_plugin.execution.summary import print_final_line
+from mlflow_workspace_plugin.mlflow_compat import is_tracking_uri_set
 from mlflow_workspace_plugin.projects import default_store
 from mlflow_workspace_plugin.projects.backend_config import BackendConfig, parse_backend_config
 from mlflow_workspace_plugin.projects.environment import project_environment

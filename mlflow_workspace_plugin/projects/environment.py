@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.entities import Run
 from mlflow.exceptions import ExecutionException
 from mlflow.projects import env_type
-from mlflow.projects._project_spec import Project
 
+from mlflow_workspace_plugin import mlflow_compat
 from mlflow_workspace_plugin.compute.environment import (
     CONDA,
     DOCKER,
@@ -28,6 +29,9 @@ from mlflow_workspace_plugin.compute.environment import (
 from mlflow_workspace_plugin.execution.environments import conda_executable
 from mlflow_workspace_plugin.execution.requirements import project_requirements
 from mlflow_workspace_plugin.projects.backend_config import BackendConfig
+
+if TYPE_CHECKING:
+    from mlflow_workspace_plugin.mlflow_compat import Project
 
 REMOTE_DOCKER_PROBLEM = (
     "This project declares a docker_env, which is not supported on remote compute targets: "
@@ -126,28 +130,15 @@ def prepare_environment(kind: str, project: Project, work_dir: str, run: Run,
 
 
 def _prepare_virtualenv(kind: str, project: Project, work_dir: str) -> PreparedEnvironment:
-    from mlflow.utils.environment import _PythonEnv
-    from mlflow.utils.virtualenv import (
-        _create_virtualenv,
-        _get_mlflow_virtualenv_root,
-        _get_virtualenv_name,
-    )
-
     if project.env_type == env_type.CONDA:
-        python_env = _PythonEnv.from_conda_yaml(project.env_config_path)
-    elif project.env_config_path:
-        python_env = _PythonEnv.from_yaml(project.env_config_path)
+        python_env = mlflow_compat.python_env_from_conda_yaml(project.env_config_path)
     else:
-        python_env = _PythonEnv()
-    env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, Path(work_dir))
-    activate = _create_virtualenv(
-        local_model_path=Path(work_dir), python_env=python_env, env_dir=env_dir, env_manager=kind
-    )
+        python_env = mlflow_compat.python_env_from_yaml(project.env_config_path)
+    activate = mlflow_compat.create_virtualenv(python_env, Path(work_dir), env_manager=kind)
     return PreparedEnvironment(kind, [activate])
 
 
 def _prepare_docker(project: Project, work_dir: str, run: Run, config: BackendConfig) -> PreparedEnvironment:
-    from mlflow.projects.backend.local import _get_docker_command
     from mlflow.projects.docker import build_docker_image, validate_docker_env
 
     validate_docker_env(project)
@@ -159,7 +150,7 @@ def _prepare_docker(project: Project, work_dir: str, run: Run, config: BackendCo
         build_image=config.build_image,
         docker_auth=config.docker_auth,
     )
-    command = _get_docker_command(
+    command = mlflow_compat.docker_command(
         image=image,
         active_run=run,
         docker_args=config.docker_args,

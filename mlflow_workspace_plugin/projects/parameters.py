@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import ExecutionException
-from mlflow.projects._project_spec import Project
+
+if TYPE_CHECKING:
+    from mlflow_workspace_plugin.mlflow_compat import Project
 
 _NUMERIC = {"float": float, "double": float, "int": int, "integer": int, "long": int}
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from mlflow import tracking
+from typing import TYPE_CHECKING
+
 from mlflow.entities import SourceType
-from mlflow.projects._project_spec import Project
-from mlflow.projects.utils import (
-    _expand_uri,
-    _is_local_uri,
-    _is_valid_branch_name,
-    get_git_commit,
-    get_git_repo_url,
-)
+from mlflow.projects.utils import get_git_commit, get_git_repo_url
 from mlflow.tracking import fluent
-from mlflow.tracking.context.default_context import _get_user
 from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_BRANCH,
     MLFLOW_GIT_COMMIT,
@@ -26,17 +19,22 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_USER,
 )
 
+from mlflow_workspace_plugin import mlflow_compat
+
+if TYPE_CHECKING:
+    from mlflow_workspace_plugin.mlflow_compat import Project
+
 BACKEND_NAME = "azureml"
 
 
 def project_run_tags(uri: str, work_dir: str, version: str | None, entry_point: str) -> dict[str, str]:
     """Source, user, git and parent-run tags, plus ``mlflow.project.backend=azureml``."""
-    if _is_local_uri(uri):
-        source_name = tracking._tracking_service.utils._get_git_url_if_present(_expand_uri(uri))
+    if mlflow_compat.is_local_project_uri(uri):
+        source_name = mlflow_compat.git_url_if_present(mlflow_compat.expand_project_uri(uri))
     else:
-        source_name = _expand_uri(uri)
+        source_name = mlflow_compat.expand_project_uri(uri)
     tags = {
-        MLFLOW_USER: _get_user(),
+        MLFLOW_USER: mlflow_compat.current_user(),
         MLFLOW_SOURCE_NAME: source_name,
         MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
         MLFLOW_PROJECT_ENTRY_POINT: entry_point,
@@ -48,7 +46,7 @@ def project_run_tags(uri: str, work_dir: str, version: str | None, entry_point: 
     repo_url = get_git_repo_url(work_dir)
     if repo_url is not None:
         tags[MLFLOW_GIT_REPO_URL] = repo_url
-    if _is_valid_branch_name(work_dir, version):
+    if mlflow_compat.is_valid_branch_name(work_dir, version):
         tags[MLFLOW_GIT_BRANCH] = version
     parent = fluent.active_run()
     if parent is not None:

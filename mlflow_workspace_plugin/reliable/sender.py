@@ -38,11 +38,10 @@ from mlflow.entities import RunInfo
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, ErrorCode
 from mlflow.protos.service_pb2 import LogBatch, UpdateRun
-from mlflow.store.tracking.rest_store import RestStore
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 from requests.adapters import HTTPAdapter
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, mlflow_compat
 from mlflow_workspace_plugin.reliable import settings
 from mlflow_workspace_plugin.reliable.batching import Batch, split
 from mlflow_workspace_plugin.reliable.entries import METRIC, PARAM, TAG, Entry
@@ -121,8 +120,8 @@ class Sender:
         self._hurried = 0
         self._hurry_lock = threading.Lock()
         self._last_problem: Exception | None = None
-        self._batch_endpoint = RestStore._METHOD_TO_INFO[LogBatch][0]
-        self._update_endpoint = RestStore._METHOD_TO_INFO[UpdateRun][0]
+        self._batch_endpoint = mlflow_compat.tracking_endpoint(LogBatch)[0]
+        self._update_endpoint = mlflow_compat.tracking_endpoint(UpdateRun)[0]
 
     # ------------------------------------------------------------------ one request
     def _post(self, endpoint: str, body: str) -> requests.Response:

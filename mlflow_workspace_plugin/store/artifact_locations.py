@@ -121,8 +121,8 @@ class NotesArtifactLocations:
     def get_run(self, run_id: str) -> Any:
         return self._note_run(super().get_run(run_id))
 
-    def _search_runs(self, *args: Any, **kwargs: Any) -> Any:
-        runs, token = super()._search_runs(*args, **kwargs)
+    def search_runs_page(self, *args: Any, **kwargs: Any) -> Any:
+        runs, token = super().search_runs_page(*args, **kwargs)
         for run in runs:
             self._note_run(run)
         return runs, token

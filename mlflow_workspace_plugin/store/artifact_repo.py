@@ -19,11 +19,10 @@ from urllib.parse import unquote, urlsplit
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 from mlflow.utils.rest_utils import MlflowHostCreds, augmented_raise_for_status, http_request
 from mlflow.utils.uri import validate_path_is_safe
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, mlflow_compat
 from mlflow_workspace_plugin.store.session import is_workspace_url
 from mlflow_workspace_plugin.uri import WorkspaceScope, parse_workspace_uri, redact
 
@@ -90,7 +89,7 @@ def resolve_artifact_url(artifact_uri: str, scope: WorkspaceScope) -> str:
     return f"{base}/{path}" if path else base
 
 
-class WorkspaceArtifactRepository(HttpArtifactRepository):
+class WorkspaceArtifactRepository(mlflow_compat.CredentialedHttpArtifactRepository):
     """``mlflow-artifacts:`` repository whose tracking URI is an ``azureml://`` workspace."""
 
     def __init__(self, artifact_uri: str, tracking_uri: str, registry_uri: str | None = None) -> None:
@@ -99,12 +98,8 @@ class WorkspaceArtifactRepository(HttpArtifactRepository):
         super().__init__(resolve_artifact_url(artifact_uri, self.scope),
                          tracking_uri=tracking_uri, registry_uri=registry_uri)
 
-    @property
-    def _host_creds(self) -> MlflowHostCreds:
+    def request_creds(self) -> MlflowHostCreds:
         return auth.host_creds(self.scope, host=self.artifact_uri)
-
-    def _is_multipart_upload_enabled(self) -> bool:
-        return False
 
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         from mlflow_workspace_plugin.store import transfers
@@ -122,8 +117,8 @@ class WorkspaceArtifactRepository(HttpArtifactRepository):
         return transfers.download_tree(self, check_artifact_path(artifact_path), dst_path)
 
     @_auth_errors
-    def _download_file(self, remote_file_path: str, local_path: str) -> None:
-        super()._download_file(remote_file_path, local_path)
+    def download_one(self, remote_file_path: str, local_path: str) -> None:
+        super().download_one(remote_file_path, local_path)
 
     @_auth_errors
     def delete_artifacts(self, artifact_path: str | None = None) -> None:

@@ -28,20 +28,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlflow.entities import FileInfo
-from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 from mlflow.utils.rest_utils import MlflowHostCreds, augmented_raise_for_status, http_request
 from mlflow.utils.uri import validate_path_is_safe
+
+from mlflow_workspace_plugin import mlflow_compat
 
 SCHEME = "mlflow-artifacts"
 GUARDED_SCHEMES = ("", "file", "http", "https")
 
 
 def _workspace_tracking_uri(tracking_uri: str | None) -> str | None:
-    from mlflow.tracking._tracking_service.utils import get_tracking_uri
+    import mlflow
 
     from mlflow_workspace_plugin.uri import SCHEME as WORKSPACE_SCHEME
 
-    effective = tracking_uri or get_tracking_uri()
+    effective = tracking_uri or mlflow.get_tracking_uri()
     if isinstance(effective, str) and urlsplit(effective).scheme == WORKSPACE_SCHEME:
         return effective
     return None
@@ -86,10 +87,10 @@ def _guarded(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _experiment_name(tracking_uri: str, experiment_id: str) -> str | None:
-    from mlflow.tracking._tracking_service.utils import _get_store
+    from mlflow import MlflowClient
 
     try:
-        return _get_store(tracking_uri).get_experiment(experiment_id).name
+        return MlflowClient(tracking_uri).get_experiment(experiment_id).name
     except Exception:  # only used to word an error message
         return None
 
@@ -102,22 +103,18 @@ def install_guard() -> None:
     for scheme in GUARDED_SCHEMES:
         current = repositories.get(scheme)
         if current is not None and not getattr(current, "workspace_guard", False):
-            registry._artifact_repository_registry.register(scheme, _guarded(current))
+            mlflow_compat.register_artifact_repository(scheme, _guarded(current))
 
 
-class _AnonymousHttpArtifactRepository(HttpArtifactRepository):
+class _AnonymousHttpArtifactRepository(mlflow_compat.CredentialedHttpArtifactRepository):
     """MLflow's HTTP repository for a host outside the workspace, sending no token, user or
     password: MLflow's own would send ``MLFLOW_TRACKING_TOKEN`` (the workspace's token) anywhere."""
 
-    @property
-    def _host_creds(self) -> MlflowHostCreds:
+    def request_creds(self) -> MlflowHostCreds:
         return _anonymous_creds(self.artifact_uri)
 
-    def _is_multipart_upload_enabled(self) -> bool:
-        return False  # MLflow's multipart calls fetch the tracking credentials themselves
-
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
-        """MLflow's listing, with :attr:`_host_creds` instead of the tracking credentials."""
+        """MLflow's listing, with :meth:`request_creds` instead of the tracking credentials."""
         endpoint = "/mlflow-artifacts/artifacts"
         if endpoint not in self.artifact_uri:
             return []

@@ -27,6 +27,7 @@ from mlflow.utils.async_logging.run_operations import RunOperations
 from mlflow.utils.proto_json_utils import parse_dict
 from mlflow.utils.rest_utils import http_request, verify_rest_response
 
+from mlflow_workspace_plugin import mlflow_compat
 from mlflow_workspace_plugin.reliable import entries, settings
 from mlflow_workspace_plugin.reliable.pipeline import Pipeline, pipeline_for
 from mlflow_workspace_plugin.uri import WorkspaceScope
@@ -123,7 +124,7 @@ class ReliableLogging:
         """``set_terminated`` reads the run only to print its URL: one quick attempt, and if the
         workspace does not answer, what we know of the run - so ending a run never waits for
         MLflow's minutes-long retries, and its final status still gets journaled."""
-        endpoint, method = self._METHOD_TO_INFO[GetRun]
+        endpoint, method = mlflow_compat.tracking_endpoint(GetRun)
         try:
             response = http_request(self.get_host_creds(), endpoint, method, params={"run_id": run_id},
                                     max_retries=0, timeout=QUICK_READ_TIMEOUT)
@@ -142,9 +143,9 @@ class ReliableLogging:
         self._flush(run_id)
         return super().get_metric_history(run_id, metric_key, *args, **kwargs)
 
-    def _search_runs(self, *args: Any, **kwargs: Any) -> Any:
+    def search_runs_page(self, *args: Any, **kwargs: Any) -> Any:
         self._flush(None)
-        return super()._search_runs(*args, **kwargs)
+        return super().search_runs_page(*args, **kwargs)
 
     def delete_run(self, run_id: str) -> None:
         self._flush(run_id)

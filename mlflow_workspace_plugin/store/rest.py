@@ -1,7 +1,8 @@
 """MLflow's own REST stores, pointed at a workspace with its bearer token.
 
 The stores are MLflow's (request and response protos, endpoints, entities); only the last step,
-sending one request, goes through :class:`~mlflow_workspace_plugin.store.session.WorkspaceSession`:
+sending one request (:mod:`~mlflow_workspace_plugin.mlflow_compat` routes MLflow's private request
+step to ``send``), goes through :class:`~mlflow_workspace_plugin.store.session.WorkspaceSession`:
 the workspace token, one token refresh on 401, 401/403 as one
 :class:`~mlflow_workspace_plugin.auth.WorkspaceAuthError` naming the credential, and retries of an
 unreachable or throttling workspace bounded by ``MLFLOW_WORKSPACE_CONNECT_TIMEOUT`` with
@@ -17,14 +18,10 @@ import json
 from functools import partial
 from typing import Any
 
-from mlflow.exceptions import RestException
-from mlflow.protos.databricks_pb2 import ENDPOINT_NOT_FOUND, ErrorCode
-from mlflow.store.model_registry.rest_store import RestStore as _RegistryRestStore
-from mlflow.store.tracking.rest_store import RestStore as _TrackingRestStore
 from mlflow.utils.proto_json_utils import parse_dict
 from mlflow.utils.rest_utils import verify_rest_response
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, mlflow_compat
 from mlflow_workspace_plugin.store.artifact_locations import NotesArtifactLocations
 from mlflow_workspace_plugin.store.artifacts import install_guard
 from mlflow_workspace_plugin.store.reliable_store import ReliableLogging
@@ -39,8 +36,8 @@ class _WorkspaceCalls:
     scope: WorkspaceScope
     session: WorkspaceSession
 
-    def _call(self, endpoint: str, method: str, json_body: str | None, response_proto: Any,
-              extra_headers: dict[str, str] | None = None, expected_status: int = 200) -> Any:
+    def send(self, endpoint: str, method: str, json_body: str | None, response_proto: Any,
+             extra_headers: dict[str, str] | None = None, expected_status: int = 200) -> Any:
         body = json.loads(json_body) if json_body is not None else None
         payload = {"params": body} if method == "GET" else {"json": body}
         response = self.session.request(method, endpoint, headers=extra_headers, **payload)
@@ -51,7 +48,7 @@ class _WorkspaceCalls:
         return response_proto
 
 
-class WorkspaceTrackingStore(NotesArtifactLocations, ReliableLogging, _WorkspaceCalls, _TrackingRestStore):
+class WorkspaceTrackingStore(NotesArtifactLocations, ReliableLogging, _WorkspaceCalls, mlflow_compat.TrackingRestStore):
     """``mlflow.store.tracking.rest_store.RestStore`` for one workspace, with reliable logging;
     notes the artifact locations the workspace hands out (see :mod:`.artifact_locations`)."""
 
@@ -59,41 +56,14 @@ class WorkspaceTrackingStore(NotesArtifactLocations, ReliableLogging, _Workspace
         self.scope = scope
         self.session = WorkspaceSession(scope)
         install_guard()
-        _TrackingRestStore.__init__(self, partial(auth.host_creds, scope))
+        mlflow_compat.TrackingRestStore.__init__(self, partial(auth.host_creds, scope))
         self._init_reliable(scope, tracking_uri or scope.tracking_uri)
 
-    def _call_endpoint(self, api: Any, json_body: str | None = None, endpoint: str | None = None,
-                       retry_timeout_seconds: float | None = None, response_proto: Any = None) -> Any:
-        method_to_info = self._V3_METHOD_TO_INFO if api in self._V3_APIS else self._METHOD_TO_INFO
-        self._validate_workspace_support_if_specified()
-        default_endpoint, method = method_to_info[api]
-        return self._call(endpoint or default_endpoint, method, json_body, response_proto or api.Response())
 
-
-class WorkspaceRegistryStore(_WorkspaceCalls, _RegistryRestStore):
+class WorkspaceRegistryStore(_WorkspaceCalls, mlflow_compat.RegistryRestStore):
     """``mlflow.store.model_registry.rest_store.RestStore`` for one workspace."""
 
     def __init__(self, scope: WorkspaceScope) -> None:
         self.scope = scope
         self.session = WorkspaceSession(scope)
         super().__init__(partial(auth.host_creds, scope))
-
-    def _call_endpoint(self, api: Any, json_body: str | None, call_all_endpoints: bool = False,
-                       extra_headers: dict[str, str] | None = None) -> Any:
-        self._validate_workspace_support_if_specified()
-        response_proto = self._get_response_from_method(api)
-        endpoints = (self._get_all_endpoints_from_method(api) if call_all_endpoints
-                     else [self._get_endpoint_from_method(api)])
-        for index, (endpoint, method) in enumerate(endpoints):
-            try:
-                return self._call(endpoint, method, json_body, response_proto, extra_headers)
-            except RestException as exc:  # older servers: try the next endpoint (as MLflow does)
-                if exc.error_code != ErrorCode.Name(ENDPOINT_NOT_FOUND) or index == len(endpoints) - 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _call_webhook_endpoint(self, api: Any, json_body: str | None = None, webhook_id: str | None = None) -> Any:
-        endpoint, method = self._get_webhook_endpoint_from_method(api)
-        if webhook_id:
-            endpoint = endpoint.format(webhook_id=webhook_id)
-        return self._call(endpoint, method, json_body, self._get_response_from_method(api))

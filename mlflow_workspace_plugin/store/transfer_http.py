@@ -33,7 +33,7 @@ from urllib.parse import quote
 import requests
 import tenacity
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, mlflow_compat
 from mlflow_workspace_plugin.reliable.http_failures import not_sent, retry_after
 from mlflow_workspace_plugin.reliable.retry import TRANSFER_ANSWER_RETRIES, TRANSFER_SENT_RETRIES, TRANSFERS
 from mlflow_workspace_plugin.uri import WorkspaceScope
@@ -276,11 +276,9 @@ class WorkspaceFiles:
 
     def put(self, local: str, remote: str, on_bytes: Callable[[int], None]) -> int:
         """Upload ``local`` to ``remote``; returns the bytes sent."""
-        from mlflow.utils.mime_type_utils import _guess_mime_type
-
         before = stamp(local)
         size = before[0]
-        extra = {"Content-Type": _guess_mime_type(posixpath.basename(remote))}
+        extra = {"Content-Type": mlflow_compat.guess_mime_type(posixpath.basename(remote))}
         sent = [0]
 
         def count(nbytes: int) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from mlflow_workspace_plugin import mlflow_compat
 from mlflow_workspace_plugin.store.transfer_http import FileFailed, WorkspaceFiles, answer_of
 from mlflow_workspace_plugin.uri import WorkspaceScope
 
@@ -94,14 +95,13 @@ def upload(files: WorkspaceFiles, local: str, remote: str, size: int, on_bytes: 
     """Upload ``local`` to ``remote`` in parts; falls back to one ``PUT`` if not supported."""
     from mlflow.entities.multipart_upload import CreateMultipartUploadResponse, MultipartUploadPart
     from mlflow.environment_variables import MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE
-    from mlflow.exceptions import _UnsupportedMultipartUploadException
 
     chunk = int(MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE.get())
     folder, name = posixpath.split(remote)
     num_parts = max(1, math.ceil(size / chunk))
     created = _post(files, _endpoint(files, "create", folder), {"path": name, "num_parts": num_parts})
     if not created.ok:
-        if _UnsupportedMultipartUploadException.MESSAGE in created.text:
+        if mlflow_compat.unsupported_multipart_message() in created.text:
             with _offers_lock:
                 _offers[(os.getpid(), files.scope)] = False
             return files.put(local, remote, on_bytes)

@@ -44,7 +44,7 @@ import tenacity
 from mlflow.exceptions import MlflowException, get_error_code
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, mlflow_compat
 from mlflow_workspace_plugin.env_settings import env_number
 from mlflow_workspace_plugin.reliable.retry import FILE_ROUNDS
 from mlflow_workspace_plugin.store.transfer_http import FileFailed
@@ -151,7 +151,7 @@ class _RepositoryFiles:
         folder, name = os.path.split(task.local)
         partial = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.part")
         try:
-            self.repo._download_file(task.remote, partial)
+            mlflow_compat.download_file(self.repo, task.remote, partial)
             os.replace(partial, task.local)
         except Exception as exc:
             _remove_quietly(partial)
@@ -399,7 +399,7 @@ def _walk(repo: Any, path: str, lister: ThreadPoolExecutor) -> tuple[list[Any], 
 
 def _destination(repo: Any, remote: str, dst: str, create: bool = True) -> str:
     if create:
-        return repo._create_download_destination(src_artifact_path=remote, dst_local_dir_path=dst)
+        return mlflow_compat.download_destination(repo, remote, dst)
     from mlflow.utils.uri import validate_path_within_directory
 
     target = os.path.join(dst, os.path.normpath(remote))

@@ -53,6 +53,7 @@ def test_unknown_models_are_refused_before_anything_starts(deploy_client, model_
     assert "bad-model" not in [e["name"] for e in deploy_client.list_endpoints()]
 
 
+@pytest.mark.slow  # starts an endpoint process
 def test_a_model_with_neither_pyfunc_nor_framework_tags_is_refused(deploy_client, deploy_ws):
     with pytest.raises(DeploymentError, match=r"no MLmodel file \(found: notes.txt\) and no .framework. tag"):
         deploy_client.create_deployment("no-flavor", "models:/no-flavor/1")
@@ -119,6 +120,7 @@ def test_port_in_use_fails_cleanly(deploy_client):
     assert not deploy_client.store.endpoint_dir("busy").exists()
 
 
+@pytest.mark.slow  # starts an endpoint process
 def test_empty_endpoint_traffic_and_name_checks(deploy_client):
     created = deploy_client.create_endpoint("empty")
     try:

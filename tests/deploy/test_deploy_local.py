@@ -43,6 +43,7 @@ def registry(deploy_ws):
     return deploy_ws
 
 
+@pytest.mark.compat
 def test_create_endpoint_shows_two_keys_and_a_healthy_deployment(deploy_client, diab):
     endpoint = deploy_client.get_endpoint(ENDPOINT)
     keys = endpoint["keys"]
@@ -57,6 +58,7 @@ def test_create_endpoint_shows_two_keys_and_a_healthy_deployment(deploy_client, 
     assert [d["name"] for d in deploy_client.list_deployments(endpoint=ENDPOINT)] == ["blue"]
 
 
+@pytest.mark.compat
 def test_predict_matches_pyfunc_for_dataframe_dict_and_list(deploy_client, diab, registry):
     rows = registry.diabetes_rows
     expected = pyfunc_predict(registry, "models:/model-diabetes/1", rows)

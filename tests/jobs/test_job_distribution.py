@@ -171,3 +171,6 @@ def test_example_processes_notice_an_inconsistent_environment(tmp_path):
     assert results[3].returncode != 0
     assert "inconsistent environment" in results[3].stderr
     assert results[0].returncode != 0  # rank 0 never sees rank 3 arrive
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

@@ -97,3 +97,6 @@ def test_malformed(command, message):
         if "unsupported" in message
         else ("; names are letters, digits and _" if "malformed" in message else "")
     )
+
+
+pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

@@ -79,6 +79,7 @@ MACHINE_TAGS = {JOB_NAME_TAG, "mlflow.runName", JOB_FILE_TAG, "mlflow.source.nam
                 LAUNCHER_TAG}
 
 
+@pytest.mark.compat
 def test_iris_example_in_both_spellings_gives_identical_runs():
     handles = [submit_job(load_job(EXAMPLES / "iris" / name)) for name in ("job.yml", "job-preview.yml")]
     assert [handle.wait() for handle in handles] == [True, True]

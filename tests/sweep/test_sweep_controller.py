@@ -91,6 +91,7 @@ def wait_ended(handle, timeout: float = 240) -> None:
     assert handle.wait_for(timeout), f"sweep {handle.name} still {handle.get_status()} after {timeout} s"
 
 
+@pytest.mark.compat
 def test_grid_sweep_from_the_cli_runs_its_grid_counts_failures_and_picks_the_best(tmp_path, local_tracking):
     """The preview spelling through `job create --stream`, then checked in the store and with show/stream/download."""
     path = write_sweep(tmp_path / "grid", """\

@@ -41,6 +41,7 @@ def test_workspace_repository_resolution(workspace):
         get_artifact_repository("mlflow-artifacts://evil.example:443/3/r1", tracking_uri=workspace.uri)
 
 
+@pytest.mark.compat
 def test_artifact_round_trip_and_listing_through_workspace(workspace, tmp_path):
     mlflow.set_experiment("artifact-round-trip")
     source = tmp_path / "src"

@@ -59,6 +59,7 @@ def _journal_bytes(home) -> bytes:
     return b"".join(p.read_bytes() for p in (home / "journal").rglob("*") if p.is_file())
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("replay", ["automatic", "sync-command"])
 def test_sigkill_mid_run_then_replay_loses_and_duplicates_nothing(workspace, replay):
     home = _home(workspace)

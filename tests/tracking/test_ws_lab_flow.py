@@ -84,6 +84,7 @@ def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
+@pytest.mark.compat
 def test_lab_flow_through_workspace_matches_local_store(workspace, tmp_path, monkeypatch):
     before = dict(workspace.door.stats)
     remote = run_lab_flow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pytest
 import requests
 
 ROOT_PROJECT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ def server_artifacts(workspace, run_id: str, path: str = "") -> list[str]:
     return found
 
 
+@pytest.mark.compat
 def test_root_project_runs_into_the_workspace(workspace, capfd):
     mlflow.set_experiment("projects-through-workspace")
     submitted = mlflow.projects.run(str(ROOT_PROJECT), parameters={"alpha": 0.3}, backend="azureml",
