@@ -77,8 +77,8 @@ def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream:
 
 def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> int:
     """``mlflow run``-like: live log, wait, the job's exit code (130 after Ctrl-C / SIGTERM, once cancelled)."""
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
     from mlflow_workspace_plugin.jobs.submit import submit_job
 
     with sigterm_as_interrupt():
@@ -89,8 +89,8 @@ def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> in
         client = MlflowClient(handle.tracking_uri)
         try:
             click.echo(f"mlflow-workspace: job {handle.job_name} (run {handle.run_id}) started", err=True)
-            if getattr(handle, "pids", None):
-                record_supervisor(client, handle.run_id)
+            if handle.pids:
+                mark_supervisor(client, handle.run_id)
             if web:
                 _show_web(client, handle.run_id)
             finished = wait_or_cancel(handle)
@@ -104,7 +104,7 @@ def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> in
         return 0
     if client.get_run(handle.run_id).info.status == "KILLED":  # cancelled, e.g. by `job cancel`
         return INTERRUPTED_EXIT_CODE
-    code = getattr(handle, "exit_code", None)
+    code = handle.exit_code
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copytree(source, work_dir, symlinks=True)
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
-    processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))
+    processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)), mark=run_id)
     before = None if age_at_start is None else age_at_start + time.monotonic() - begun
     stop.processes = processes
     if stop.requested.is_set():  # a stop that arrived before the command existed

@@ -1,7 +1,9 @@
 """ONE run lifecycle for every door (projects backend, YAML jobs, sweeps) and every compute:
 
-    RunRequest (frozen) -> validate everything -> resolve tracking -> create + tag the run
-    -> start on the executor of its compute target -> a SubmittedRun handle (WatchedRun)
+    plan (compute target, snapshot, where files go) -> RunRequest (frozen) -> launch: validate
+    everything -> resolve tracking -> create + tag the run -> start on the executor of its compute
+    target -> a typed run handle (WatchedRun), tracked until it ends (live_runs: one ordered
+    shutdown) -> control: attach / cancel from any process by run id (the run's tags say where it runs)
 
 Capture (console log, live logs, snapshot, outputs, final status) is done by the executor with
 :mod:`mlflow_workspace_plugin.capture`, the same way locally and inside remote jobs.
@@ -10,6 +12,7 @@ Capture (console log, live logs, snapshot, outputs, final status) is done by the
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.process_set import ProcessSpec
 from mlflow_workspace_plugin.execution.lifecycle import launch
+from mlflow_workspace_plugin.execution.plan import Plan, plan
 from mlflow_workspace_plugin.execution.request import RunRequest
 
-__all__ = ["EnvironmentSpec", "ProcessSpec", "RunRequest", "launch"]
+__all__ = ["EnvironmentSpec", "Plan", "ProcessSpec", "RunRequest", "launch", "plan"]

@@ -17,6 +17,7 @@ class RunRequest:
     ``tracking_uri`` None means "the workspace of ``Workspace.from_config()``": it becomes MLflow's
     tracking URI at launch, after validation, and the experiment (``experiment_name``, else
     ``experiment_id``) is resolved there. ``existing_run_id`` reuses a run created by the caller.
+``private_dir`` is removed when the run has ended (a remote run still going at exit keeps it).
     """
 
     source_dir: Path                                   # working directory and snapshot root
@@ -35,3 +36,5 @@ class RunRequest:
     raise_on_failure: bool = False
     timeout_seconds: float | None = None
     processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # distributed runs: one per rank, same command
+    name: str | None = None                            # the door's name for the run (the handle's job_name)
+    private_dir: Path | None = None                    # the run's own folder (copies, data): removed once it ends

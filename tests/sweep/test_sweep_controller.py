@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from mlflow_workspace_plugin.cli.job_commands import job as job_cli
 from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
-from mlflow_workspace_plugin.jobs.local_control import SUPERVISOR_TAG, alive
+from mlflow_workspace_plugin.compute.local_control import SUPERVISOR_TAG, alive
 from mlflow_workspace_plugin.jobs.registry import find_job
 from mlflow_workspace_plugin.jobs.sweep import load_sweep
 from mlflow_workspace_plugin.jobs.sweep.controller import (
