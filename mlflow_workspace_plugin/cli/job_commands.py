@@ -21,6 +21,8 @@ from mlflow_workspace_plugin.jobs.job_names import DISPLAY_NAME_TAG, JOB_NAME_TA
 from mlflow_workspace_plugin.jobs.states import job_state
 
 INTERRUPTED_EXIT_CODE = 130
+ORPHANED_PROBLEM = ("gone: the process that ran this job on this machine crashed or was killed; the job stays Running "
+                    "until `mlflow-workspace job cancel` stops what is left of it")
 _NAME_OPTION = click.option("-n", "--name", required=True, help="the job's name (as `job create` printed it)")
 
 
@@ -229,6 +231,7 @@ def list_command(experiment: str | None, max_results: int) -> None:
 # ------------------------------------------------------------------ helpers
 def job_record(client: MlflowClient, run: Run) -> dict:
     """What ``job show`` prints: Azure-style fields of the job's run."""
+    from mlflow_workspace_plugin.execution.control import launcher_gone
     from mlflow_workspace_plugin.execution.summary import run_location
     from mlflow_workspace_plugin.jobs import job_names
 
@@ -254,6 +257,7 @@ def job_record(client: MlflowClient, run: Run) -> dict:
         "outputs": outputs,
         "tags": user_tags,
         "cancel_reason": tags.get("azureml.cancel_reason"),
+        "launcher": ORPHANED_PROBLEM if launcher_gone(run) else None,
         "ray_job_id": tags.get("ray.job_id"),
         "creation_time": _time(run.info.start_time),
         "end_time": _time(run.info.end_time),

@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
 from mlflow_workspace_plugin.compute.sealed_secrets import unseal_into_environment
 
@@ -66,14 +67,9 @@ def child_env() -> dict[str, str]:
 
 
 def seconds_since_process_start() -> float | None:
-    """How long ago this process was started (Linux ``/proc``; None elsewhere)."""
-    try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
+    """How long ago this process was started (None when the system does not say)."""
+    started = process_tree.started_at()
+    return None if started is None else time.time() - started
 
 
 def overhead_line(run_id: str, status: str, before: float | None, after: float) -> str:

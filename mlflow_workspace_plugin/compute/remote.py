@@ -45,6 +45,11 @@ class RemoteExecutor(Executor):
     is_remote = True
 
     # ------------------------------------------------------------ per-type primitives
+    @property
+    def address(self) -> str:
+        """Where the compute's job API answers (a Ray cluster: its dashboard)."""
+        raise NotImplementedError(f"compute type {self.type_name!r} has no address")
+
     @abstractmethod
     def check_reachable(self) -> None:
         """Fail fast (short timeout) with an error naming the address if the compute is not there."""
