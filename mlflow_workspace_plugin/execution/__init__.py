@@ -10,9 +10,11 @@ Capture (console log, live logs, snapshot, outputs, final status) is done by the
 """
 
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG, WatchedRun
 from mlflow_workspace_plugin.compute.process_set import ProcessSpec
 from mlflow_workspace_plugin.execution.lifecycle import launch
 from mlflow_workspace_plugin.execution.plan import Plan, plan
 from mlflow_workspace_plugin.execution.request import RunRequest
 
-__all__ = ["EnvironmentSpec", "Plan", "ProcessSpec", "RunRequest", "launch", "plan"]
+__all__ = ["CANCEL_REASON_TAG", "EnvironmentSpec", "Plan", "ProcessSpec", "RunRequest", "WatchedRun", "launch",
+           "plan"]

@@ -47,8 +47,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from mlflow_workspace_plugin.capture.names import JOB_DATA_DIR
 from mlflow_workspace_plugin.capture.uploads import stage_snapshot
-from mlflow_workspace_plugin.compute.handles import WatchedRun
-from mlflow_workspace_plugin.execution import Plan, RunRequest, launch, plan
+from mlflow_workspace_plugin.execution import Plan, RunRequest, WatchedRun, launch, plan
 from mlflow_workspace_plugin.jobs import job_names
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.inputs import describe_io, materialize_input, prepare_outputs

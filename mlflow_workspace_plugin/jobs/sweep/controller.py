@@ -43,8 +43,7 @@ from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 from mlflow.utils.time import get_current_time_millis
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
-from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG, WatchedRun
-from mlflow_workspace_plugin.execution import control, live_runs
+from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG, WatchedRun, control, live_runs
 from mlflow_workspace_plugin.execution.plan import check_target
 from mlflow_workspace_plugin.jobs.job_names import (
     DISPLAY_NAME_TAG,
