@@ -66,12 +66,12 @@ def started_at(pid: int | None = None) -> float | None:
 
 def group_members(pgid: int) -> list[int]:
     """Live processes of process group ``pgid``."""
-    return [process.pid for process in _live() if _pgid(process.pid) == pgid]
+    return [pid for pid in psutil.pids() if _pgid(pid) == pgid and running(pid)]
 
 
 def session_members(sid: int) -> list[int]:
     """Live processes of session ``sid``."""
-    return [process.pid for process in _live() if _sid(process.pid) == sid]
+    return [pid for pid in psutil.pids() if _sid(pid) == sid and running(pid)]
 
 
 def run_processes(leaders: Iterable[int] = (), *, mark: str | None = None) -> list[psutil.Process]:
@@ -86,7 +86,7 @@ def run_processes(leaders: Iterable[int] = (), *, mark: str | None = None) -> li
                 found[process.pid] = process
         except psutil.Error:
             continue
-    for process in _live():
+    for process in psutil.process_iter():
         if process.pid in found or process.pid == os.getpid():
             continue
         if _pgid(process.pid) in leaders or (mark and _marked(process, mark)):
@@ -137,12 +137,6 @@ def _send(processes: list[psutil.Process], groups: list[int], sig: int) -> None:
             process.send_signal(sig)  # psutil checks the start time first: never a reused PID
         except psutil.Error:
             pass
-
-
-def _live() -> Iterable[psutil.Process]:
-    for process in psutil.process_iter():
-        if _is_live(process):
-            yield process
 
 
 def _is_live(process: psutil.Process) -> bool:

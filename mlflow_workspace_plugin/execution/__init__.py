@@ -7,6 +7,13 @@
 
 Capture (console log, live logs, snapshot, outputs, final status) is done by the executor with
 :mod:`mlflow_workspace_plugin.capture`, the same way locally and inside remote jobs.
+
+Built for what comes next: a controller (a sweep's today, a pipeline's DAG of steps next) builds one
+``RunRequest`` per child run with ``mlflow.parentRunId``, registers itself with
+:func:`.live_runs.track_controller` and is stopped first at exit; :func:`.control.cancel` of the
+parent reaches every child still going, whichever process runs it. A run of N instances (distributed
+today on one machine, placement groups on a Ray cluster next) is one request with one ``ProcessSpec``
+per instance and one handle whose ``pids`` (local) or job (remote) cover all of them.
 """
 
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
