@@ -118,7 +118,7 @@ class RayServeEndpoints:
     # ------------------------------------------------------------------ internals
     def _address(self, compute: str) -> str:
         """The cluster's dashboard address, validated and reachable (the compute target's own checks)."""
-        from mlflow_workspace_plugin.compute.registry import cluster_address
+        from mlflow_workspace_plugin.execution.plan import cluster_address
 
         _, workspace = self.target.compute_target(compute)
         return cluster_address(compute, workspace)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from mlflow_workspace_plugin.capture.snapshot import Snapshot, collect_snapshot
 from mlflow_workspace_plugin.compute.base import Executor
-from mlflow_workspace_plugin.compute.registry import executor_for
+from mlflow_workspace_plugin.compute.registry import cluster_address, executor_for
 from mlflow_workspace_plugin.workspace import Workspace
+
+__all__ = ["Plan", "check_target", "cluster_address", "plan"]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
+from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG
 from mlflow_workspace_plugin.jobs.job_names import generate_job_name
 from mlflow_workspace_plugin.jobs.states import job_state
 from mlflow_workspace_plugin.jobs.sweep.controller import SweepHandle, run_sweep
