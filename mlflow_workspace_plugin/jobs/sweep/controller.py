@@ -273,7 +273,7 @@ class _Controller:
         self._cancel_reason: str | None = None
         self._generation_done = False
         self._cancellers: list[threading.Thread] = []
-        self._starters: list[threading.Thread] = []
+        self._started: list[threading.Event] = []  # one per trial: set once its start is over (run or not)
         self._start_slots = threading.BoundedSemaphore(MAX_STARTING)
         self._scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-sweep-{parent_run_id[:8]}-"))
         self.log = ControllerLog(client, parent_run_id, self._scratch, echo=stream, upload_every=log_sync_interval())
@@ -397,25 +397,29 @@ class _Controller:
         for trial in sampled:
             with self.lock:
                 self.trials.append(trial)
-            starter = threading.Thread(target=self._start_trial, args=(trial,), daemon=True,
+            started = threading.Event()
+            self._started.append(started)
+            starter = threading.Thread(target=self._start_trial, args=(trial, started), daemon=True,
                                        name=f"mlflow-ws-start-{trial.name[-40:]}")
-            self._starters.append(starter)
             starter.start()  # starts run in parallel: a slow start (snapshot, Ray upload) delays no other trial
         self._sync_log_lines()
 
-    def _start_trial(self, trial: SweepTrial) -> None:
+    def _start_trial(self, trial: SweepTrial, started: threading.Event) -> None:
         """Start one trial's job (in its own thread, at most :data:`MAX_STARTING` at once); a trial that
         cannot start counts as FAILED, one not started before the sweep was cancelled as KILLED."""
-        with self._start_slots:
-            handle = self._launch_trial(trial)
-        if handle is None:
-            self._wake.set()
-            return
-        with self.lock:
-            trial.handle, trial.run_id, trial.status = handle, handle.run_id, "RUNNING"
-        self.log.scheduler(f"Successfully scheduled a job. Id='{trial.name}', run id '{handle.run_id}'")
-        if self._cancel_reason is not None:  # cancelled while it started: it must not outlive the sweep
-            self._cancel_in_background(trial, f"sweep cancelled: {self._cancel_reason}")
+        try:
+            with self._start_slots:
+                handle = self._launch_trial(trial)
+            if handle is None:
+                self._wake.set()
+                return
+            with self.lock:
+                trial.handle, trial.run_id, trial.status = handle, handle.run_id, "RUNNING"
+            self.log.scheduler(f"Successfully scheduled a job. Id='{trial.name}', run id '{handle.run_id}'")
+            if self._cancel_reason is not None:  # cancelled while it started: it must not outlive the sweep
+                self._cancel_in_background(trial, f"sweep cancelled: {self._cancel_reason}")
+        finally:
+            started.set()
         while not handle.wait_for(3600):  # then wake the controller as soon as the trial ends
             pass
         self._wake.set()
@@ -512,8 +516,8 @@ class _Controller:
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         if reason is not None:
             self.request_cancel(reason)  # trials still waiting to start are not started
-        for starter in list(self._starters):  # let trials being started get their run
-            starter.join(max(0.0, deadline - time.monotonic()))
+        for started in list(self._started):  # let trials being started get their run
+            started.wait(max(0.0, deadline - time.monotonic()))
         running = self._running()
         if running:
             self.log.controller(f"Cancelling {len(running)} running job(s): {reason}")
