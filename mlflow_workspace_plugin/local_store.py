@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlflow_workspace_plugin.local_workspace import artifact_root, database_uri, folder_from_uri
+from mlflow_workspace_plugin.local_database import seed_new_database
+from mlflow_workspace_plugin.local_workspace import DB_FILE, artifact_root, database_uri, folder_from_uri
 
 LOCK_NAME = ".mlflow.db.lock"
 
@@ -37,6 +38,7 @@ def tracking_store_builder(store_uri: str, artifact_uri: str | None = None):
     folder.mkdir(parents=True, exist_ok=True)
     root = artifact_uri or artifact_root(folder).as_posix()
     with one_process_at_a_time(folder):
+        seed_new_database(folder / DB_FILE, root)
         return SqlAlchemyStore(database_uri(folder), root)
 
 
@@ -47,4 +49,5 @@ def registry_store_builder(store_uri: str, tracking_uri: str | None = None):
     folder = folder_from_uri(store_uri)
     folder.mkdir(parents=True, exist_ok=True)
     with one_process_at_a_time(folder):
+        seed_new_database(folder / DB_FILE, artifact_root(folder).as_posix())
         return SqlAlchemyStore(database_uri(folder))

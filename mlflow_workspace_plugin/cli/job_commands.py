@@ -54,6 +54,12 @@ def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream:
         on_start = (lambda run_id: _show_web(_client(), run_id)) if web else None
         raise SystemExit(create_sweep(file_path, overrides, name, stream=stream, env_manager=env_manager,
                                       on_start=on_start))
+    if _yaml_type(file_path, overrides) == "pipeline":  # a pipeline job: jobs/pipeline/commands.py
+        from mlflow_workspace_plugin.jobs.pipeline.commands import create_pipeline
+
+        on_start = (lambda run_id: _show_web(_client(), run_id)) if web else None
+        raise SystemExit(create_pipeline(file_path, overrides, name, stream=stream, env_manager=env_manager,
+                                         on_start=on_start))
     spec = load_job(file_path, overrides, name=name)
     workspace = Workspace.from_config()
     if stream:
@@ -125,6 +131,10 @@ def show(name: str, query: str | None) -> None:
         from mlflow_workspace_plugin.jobs.sweep.report import sweep_record
 
         record.update(sweep_record(client, run))
+    if record["type"] == "pipeline":  # every step's state and run, the pipeline's outputs
+        from mlflow_workspace_plugin.jobs.pipeline.report import pipeline_record
+
+        record.update(pipeline_record(client, run))
     if query is None:
         click.echo(json.dumps(record, indent=2))
         return
@@ -167,6 +177,13 @@ def download(name: str, what: str, output_name: str | None, download_path: str) 
 
         destination = Path(download_path) / name
         download_sweep(client, run, destination, everything=what == "all", output_name=output_name)
+        click.echo(str(destination))
+        return
+    if job_record(client, run)["type"] == "pipeline" and what != "all":  # the outputs of the steps + its log
+        from mlflow_workspace_plugin.jobs.pipeline.report import download_pipeline
+
+        destination = Path(download_path) / name
+        download_pipeline(client, run, destination, output_name=output_name)
         click.echo(str(destination))
         return
     run_id = run.info.run_id

@@ -27,9 +27,15 @@ def main() -> None:
 
 
 def _register() -> None:
-    from mlflow_workspace_plugin.cli import endpoint_commands, job_commands, sync_command, workspace_commands
+    from mlflow_workspace_plugin.cli import (
+        component_commands,
+        endpoint_commands,
+        job_commands,
+        sync_command,
+        workspace_commands,
+    )
 
-    for module in (workspace_commands, sync_command, job_commands, endpoint_commands):
+    for module in (workspace_commands, sync_command, job_commands, endpoint_commands, component_commands):
         for command in module.COMMANDS:
             main.add_command(command)
 

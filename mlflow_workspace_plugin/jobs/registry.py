@@ -72,7 +72,8 @@ def get_job(client: MlflowClient, name: str) -> Run:
 
 def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_results: int = 100) -> list[Run]:
     """Top-level jobs, newest first, optionally of one experiment (an unknown experiment is an
-    error). A sweep's trials are listed by ``job show`` of the sweep, not here (as in Azure)."""
+    error). A sweep's trials and a pipeline's steps are listed by ``job show`` of the sweep or
+    pipeline, not here (as in Azure)."""
     experiment_ids = None
     if experiment_name is not None:
         experiment = client.get_experiment_by_name(experiment_name)
@@ -82,7 +83,8 @@ def list_jobs(client: MlflowClient, experiment_name: str | None = None, max_resu
         experiment_ids = [experiment.experiment_id]
     runs = _search(client, f"tags.`{JOB_NAME_TAG}` != ''", max_results=max_results,
                    experiment_ids=experiment_ids, view=ViewType.ACTIVE_ONLY)
-    return [run for run in runs if "azureml.sweep.trial_index" not in run.data.tags]
+    return [run for run in runs if "azureml.sweep.trial_index" not in run.data.tags
+            and "azureml.pipeline.step" not in run.data.tags]
 
 
 def _search(client: MlflowClient, filter_string: str, *, max_results: int,

@@ -147,11 +147,22 @@ EXAMPLE_FILES = sorted(p for p in EXAMPLES.rglob("*.yml") if p.name != "environm
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES)
 def test_every_example_job_loads(path):
-    """Command jobs load as jobs, sweep jobs as sweeps (their trial as a command job)."""
-    if yaml.safe_load(path.read_text(encoding="utf-8")).get("type") in ("sweep", "sweep_job"):
+    """Command jobs load as jobs, sweep jobs as sweeps (their trial as a command job), pipelines as
+    pipelines and components as components."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if raw.get("type") in ("sweep", "sweep_job"):
         from mlflow_workspace_plugin.jobs.sweep import load_sweep
 
         job = load_sweep(path).trial_job()
+    elif raw.get("type") == "pipeline":
+        from mlflow_workspace_plugin.jobs.pipeline import load_pipeline
+
+        assert load_pipeline(path).order()
+        return
+    elif "commandComponent" in raw.get("$schema", ""):
+        from mlflow_workspace_plugin.jobs.pipeline import load_component_file
+
+        job = load_component_file(path)
     else:
         job = load_job(path)
         assert job.source_file == path.resolve()

@@ -36,12 +36,13 @@ def timestamp(moment: float | None = None) -> str:
 
 
 class ControllerLog:
-    """Appends timestamped lines to ``folder/hyperdrive.txt`` and uploads it to ``run_id``."""
+    """Appends timestamped lines to ``folder/<file_name>`` (``hyperdrive.txt`` for sweeps) and uploads it
+    to ``run_id`` under ``azureml-logs/``."""
 
     def __init__(self, client: MlflowClient, run_id: str, folder: Path, *, echo: bool = False,
-                 upload_every: float | None = 10.0) -> None:
+                 upload_every: float | None = 10.0, file_name: str = FILE_NAME) -> None:
         self._client, self._run_id = client, run_id
-        self.path = Path(folder) / FILE_NAME
+        self.path = Path(folder) / file_name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         self._console_copy = Path(folder) / LOG_ARTIFACT_DIR / LOG_ARTIFACT_NAME
@@ -93,7 +94,8 @@ class ControllerLog:
             self._client.log_artifact(self._run_id, str(self._console_copy), LOG_ARTIFACT_DIR)
         except Exception as error:  # the sweep matters more than its log
             self._dirty = True
-            _logger.warning("mlflow-workspace: could not upload the sweep log %s: %s", ARTIFACT_PATH, error)
+            _logger.warning("mlflow-workspace: could not upload the controller log %s/%s: %s", ARTIFACT_DIR,
+                            self.path.name, error)
 
 
 __all__ = ["ARTIFACT_DIR", "ARTIFACT_PATH", "FILE_NAME", "ControllerLog", "timestamp"]

@@ -1,0 +1,1 @@
+"""The workspace's versioned assets: data, environments, components (one storage rule: store.py)."""
