@@ -48,10 +48,10 @@ def plan(compute: str, source_dir: Path, workspace: Workspace) -> Plan:
     return Plan(executor=executor, snapshot=collect_snapshot(Path(source_dir)))
 
 
-def check_target(compute: str, workspace: Workspace) -> Executor:
-    """The executor of ``compute``, its settings valid and (remote) answering: for controllers that
-    check their runs' target before their own run exists."""
+def check_target(compute: str, workspace: Workspace, *, reachable: bool = True) -> Executor:
+    """The executor of ``compute``, its settings valid and (remote, with ``reachable``) answering: for
+    controllers that check their runs' target before their own run exists."""
     executor = executor_for(compute, workspace)
-    if executor.is_remote:
+    if reachable and executor.is_remote:
         executor.check_reachable()
     return executor
