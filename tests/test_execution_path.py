@@ -110,4 +110,11 @@ def test_cli_run_with_unactivated_venv(tmp_path, isolated_workspace):
     assert run.data.metrics == {"ok": 1.0}
 
 
+def test_cluster_address_of_a_target_that_is_no_cluster_names_it(isolated_workspace):
+    from mlflow_workspace_plugin.execution.plan import cluster_address
+
+    with pytest.raises(WorkspaceConfigError, match="Compute target 'local' \\(type 'local'\\) is not a cluster"):
+        cluster_address("local", Workspace.from_config())
+
+
 pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)

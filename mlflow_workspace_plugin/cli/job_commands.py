@@ -21,6 +21,8 @@ from mlflow_workspace_plugin.jobs.job_names import DISPLAY_NAME_TAG, JOB_NAME_TA
 from mlflow_workspace_plugin.jobs.states import job_state
 
 INTERRUPTED_EXIT_CODE = 130
+ORPHANED_PROBLEM = ("gone: the process that ran this job on this machine crashed or was killed; the job stays Running "
+                    "until `mlflow-workspace job cancel` stops what is left of it")
 _NAME_OPTION = click.option("-n", "--name", required=True, help="the job's name (as `job create` printed it)")
 
 
@@ -85,8 +87,8 @@ def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream:
 
 def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> int:
     """``mlflow run``-like: live log, wait, the job's exit code (130 after Ctrl-C / SIGTERM, once cancelled)."""
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
     from mlflow_workspace_plugin.jobs.registry import planned_uri
     from mlflow_workspace_plugin.jobs.submit import check_unique, submit_job
 
@@ -102,8 +104,8 @@ def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> in
             return INTERRUPTED_EXIT_CODE
         client = MlflowClient(handle.tracking_uri)
         try:
-            if getattr(handle, "pids", None):
-                record_supervisor(client, handle.run_id)
+            if handle.pids:
+                mark_supervisor(client, handle.run_id)
             if web:
                 _show_web(client, handle.run_id)
             finished = wait_or_cancel(handle)
@@ -117,7 +119,7 @@ def _create_streaming(spec, workspace, web: bool, env_manager: str | None) -> in
         return 0
     if client.get_run(handle.run_id).info.status == "KILLED":  # cancelled, e.g. by `job cancel`
         return INTERRUPTED_EXIT_CODE
-    code = getattr(handle, "exit_code", None)
+    code = handle.exit_code
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 
@@ -253,6 +255,7 @@ def list_command(experiment: str | None, max_results: int) -> None:
 # ------------------------------------------------------------------ helpers
 def job_record(client: MlflowClient, run: Run) -> dict:
     """What ``job show`` prints: Azure-style fields of the job's run."""
+    from mlflow_workspace_plugin.execution.control import launcher_gone
     from mlflow_workspace_plugin.execution.summary import run_location
     from mlflow_workspace_plugin.jobs import job_names
 
@@ -278,6 +281,7 @@ def job_record(client: MlflowClient, run: Run) -> dict:
         "outputs": outputs,
         "tags": user_tags,
         "cancel_reason": tags.get("azureml.cancel_reason"),
+        "launcher": ORPHANED_PROBLEM if launcher_gone(run) else None,
         "ray_job_id": tags.get("ray.job_id"),
         "creation_time": _time(run.info.start_time),
         "end_time": _time(run.info.end_time),

@@ -4,6 +4,8 @@ The run lifecycle (:mod:`mlflow_workspace_plugin.execution`) drives every execut
 
     executor_for(name)  -> check(environment, tracking_uri)   # before the run exists
     create + tag the run (run_tags) -> start(Launch) -> WatchedRun   # a failing start ends it FAILED
+    -> record_identity(client, handle)   # what another process needs to find and stop the run
+    ... cancel_run(client, run, reason)  # from any process, with the run's tags only
 
 A new compute type is one new module with an :class:`Executor` subclass, registered by type name
 in :mod:`mlflow_workspace_plugin.compute.registry`.
@@ -16,6 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from mlflow_workspace_plugin.capture.snapshot import Snapshot
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
@@ -46,12 +51,14 @@ class Launch:
     timeout_seconds: float | None = None
     log_sync_seconds: float | None = None
     processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # one per rank of a distributed run
+    name: str | None = None           # the door's name for the run (a YAML job's name)
 
 
 class Executor(ABC):
     """Runs launches on one compute target; one instance per (target, workspace)."""
 
     type_name: ClassVar[str]
+    is_remote: ClassVar[bool] = False  # runs elsewhere: goes on when this process ends; input data travels
     allowed_settings: ClassVar[dict[str, str]] = {}  # key -> description, for error messages
 
     def __init__(self, target: ComputeTarget, workspace: Any) -> None:
@@ -80,6 +87,15 @@ class Executor(ABC):
     def run_tags(self, run_id: str, environment: EnvironmentSpec) -> dict[str, str]:
         """Tags naming where and how the run executes."""
         return {COMPUTE_TAG: self.target.name, ENVIRONMENT_TAG: environment.kind}
+
+    def record_identity(self, client: MlflowClient, handle: WatchedRun) -> None:  # noqa: B027 - optional
+        """Record on the started run what another process needs to find and stop it (default: the
+        tags of :meth:`run_tags` are enough)."""
+
+    @abstractmethod
+    def cancel_run(self, client: MlflowClient, run: Run, reason: str) -> str:
+        """Stop ``run`` (started by any process, found by its tags), record ``reason`` and end it
+        KILLED; returns its final status."""
 
     def config_error(self, key: str, why: str) -> WorkspaceConfigError:
         where = f" in {self.workspace.config_path}" if getattr(self.workspace, "config_path", None) else ""

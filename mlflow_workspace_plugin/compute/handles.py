@@ -1,4 +1,8 @@
-"""``WatchedRun``: the SubmittedRun contract shared by every executor's run handle.
+"""``WatchedRun``: the one typed run handle every executor returns (MLflow's SubmittedRun contract).
+
+Besides ``wait`` / ``get_status`` / ``cancel`` / ``run_id`` it names the run's door-given ``name``
+(a job's name), its processes on this machine (``pids``: one per instance; empty for a remote run)
+and, once ended, its ``exit_code`` (None when the compute does not report one).
 
 A watcher thread (in the subclass) decides the run's end: it sets ``_final_status`` (FINISHED /
 FAILED / KILLED) and then ``_done``. Waiting uses an Event, not ``Thread.join``: a join
@@ -22,8 +26,9 @@ CANCEL_REASON_TAG = "azureml.cancel_reason"
 class WatchedRun(SubmittedRun):
     """``wait`` / ``get_status`` / ``run_id`` over a watcher-decided final status."""
 
-    def __init__(self, run_id: str, raise_on_failure: bool, client: MlflowClient) -> None:
+    def __init__(self, run_id: str, raise_on_failure: bool, client: MlflowClient, name: str | None = None) -> None:
         self._run_id = run_id
+        self._name = name
         self._raise_on_failure = raise_on_failure
         self._client = client
         self._final_status: str | None = None
@@ -38,6 +43,21 @@ class WatchedRun(SubmittedRun):
     @property
     def tracking_uri(self) -> str:
         return self._client.tracking_uri
+
+    @property
+    def job_name(self) -> str | None:
+        """The name the door gave the run (a YAML job's name), if any."""
+        return self._name
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The run's processes on this machine, one per instance (empty for a remote run)."""
+        return ()
+
+    @property
+    def exit_code(self) -> int | None:
+        """The command's exit code once it has ended, when the compute reports one."""
+        return None
 
     def wait(self) -> bool:
         """Block until the run has ended and its capture is stored; True iff FINISHED.

@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.capture.links import restore_links
 from mlflow_workspace_plugin.capture.names import make_run_folders
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, ProcessSet, decode
@@ -68,14 +69,9 @@ def child_env() -> dict[str, str]:
 
 
 def seconds_since_process_start() -> float | None:
-    """How long ago this process was started (Linux ``/proc``; None elsewhere)."""
-    try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
+    """How long ago this process was started (None when the system does not say)."""
+    started = process_tree.started_at()
+    return None if started is None else time.time() - started
 
 
 def overhead_line(run_id: str, status: str, before: float | None, after: float) -> str:
@@ -104,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     make_run_folders(work_dir)  # ./outputs and ./logs exist when the command starts, as on Azure ML
     started = time.time()
     print(f"=== mlflow-workspace: running {command!r} for run {run_id} ===", file=sys.stderr, flush=True)
-    processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)))
+    processes = ProcessSet(command, work_dir, child_env(), decode(os.environ.get(PROCESSES_ENV)), mark=run_id)
     before = None if age_at_start is None else age_at_start + time.monotonic() - begun
     stop.processes = processes
     if stop.requested.is_set():  # a stop that arrived before the command existed

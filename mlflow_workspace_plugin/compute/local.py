@@ -3,21 +3,21 @@
 The command runs with ``bash -c`` in the source folder, in its own process group, with the
 interpreter running the plugin first on PATH (so ``python`` in the command is this Python, the
 "current environment" of ``env_manager=local``, even from an un-activated virtualenv). Like
-MLflow's own local backend, an asynchronous local run ends with the process that launched it.
+MLflow's own local backend, an asynchronous local run ends with the process that launched it (the
+run lifecycle's registry of live runs cancels it at exit).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import shutil
 import tempfile
 import threading
-import weakref
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from mlflow_workspace_plugin.capture.session import RunCapture
 from mlflow_workspace_plugin.capture.uploads import stage_snapshot
@@ -25,11 +25,11 @@ from mlflow_workspace_plugin.compute.base import Executor, Launch
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.handles import WatchedRun
 from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
+from mlflow_workspace_plugin.compute.local_control import cancel_local_run, record_processes
 from mlflow_workspace_plugin.compute.process_set import ProcessSet
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 TERMINATE_GRACE_SECONDS = 10.0
-_active_runs: weakref.WeakSet[LocalRun] = weakref.WeakSet()
 
 
 class LocalExecutor(Executor):
@@ -51,13 +51,21 @@ class LocalExecutor(Executor):
         env = interpreter_first_on_path({**os.environ, **launch.run_env})
         return LocalRun(launch, prepared.wrap(launch.command), env)
 
+    def record_identity(self, client: MlflowClient, handle: WatchedRun) -> None:
+        """This machine, the command's process groups and this launching process (see
+        :mod:`.local_control`)."""
+        record_processes(client, handle.run_id, handle.pids)
+
+    def cancel_run(self, client: MlflowClient, run: Run, reason: str) -> str:
+        return cancel_local_run(client, run, reason)
+
 
 class LocalRun(WatchedRun):
     """The command of ``launch`` running as local process group(s), captured by :class:`RunCapture`."""
 
     def __init__(self, launch: Launch, command: str, env: dict[str, str]) -> None:
         client = MlflowClient(launch.tracking_uri)
-        super().__init__(launch.run_id, launch.raise_on_failure, client)
+        super().__init__(launch.run_id, launch.raise_on_failure, client, launch.name)
         self._cancelled = threading.Event()
         self._scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-{launch.run_id[:8]}-"))
         try:
@@ -66,7 +74,7 @@ class LocalRun(WatchedRun):
                                        echo=launch.stream_output, log_sync_seconds=launch.log_sync_seconds,
                                        snapshot_dir=snapshot_dir, warn=_warn)
             _logger.info("=== Running command %r in run with ID %r ===", command, launch.run_id)
-            self._processes = ProcessSet(command, launch.source_dir, env, launch.processes)
+            self._processes = ProcessSet(command, launch.source_dir, env, launch.processes, mark=launch.run_id)
         except BaseException:
             shutil.rmtree(self._scratch, ignore_errors=True)
             raise
@@ -77,7 +85,6 @@ class LocalRun(WatchedRun):
             self._watcher = threading.Thread(target=self._watch, name=f"mlflow-ws-run-{launch.run_id[:8]}",
                                              daemon=True)
             self._watcher.start()
-            _active_runs.add(self)
             self._arm_timeout(launch.timeout_seconds)
         except BaseException:  # e.g. Ctrl-C right after the start: never leave a process behind
             self._processes.kill()
@@ -89,8 +96,8 @@ class LocalRun(WatchedRun):
         return self._processes.pids[0]
 
     @property
-    def pids(self) -> list[int]:
-        return self._processes.pids
+    def pids(self) -> tuple[int, ...]:
+        return tuple(self._processes.pids)
 
     def cancel(self) -> None:
         """Stop the process tree(s) (SIGTERM, then SIGKILL) and wait for the run to end KILLED."""
@@ -121,17 +128,8 @@ class LocalRun(WatchedRun):
         finally:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._done.set()
-            _active_runs.discard(self)
 
 
 def _warn(message: str) -> None:
     _logger.warning("mlflow-workspace: %s", message)
 
-
-@atexit.register
-def _cancel_unfinished_runs() -> None:
-    """Asynchronous runs end with the process that launched them (as with MLflow's local
-    backend): stop them and record KILLED instead of leaving orphans and RUNNING runs."""
-    for run in list(_active_runs):
-        if run.get_status() == "RUNNING":
-            run.cancel()

@@ -1,17 +1,20 @@
 """The processes of one run (one, or one per rank of a distributed run): started together, each in
-its own process group, watched together; the first process that fails stops the others."""
+its own process group, watched together; the first process that fails stops the others.
+
+Each process carries the run's mark (:data:`~mlflow_workspace_plugin.process_tree.MARK_ENV`), so a stop
+reaches everything the command started: its process groups, their descendants, and children that left
+the group or the session (``setsid``, double forks) — see :mod:`mlflow_workspace_plugin.process_tree`."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.capture.names import LOG_ARTIFACT_NAME
 
 PROCESSES_ENV = "MLFLOW_WORKSPACE_PROCESSES"  # how a remote job runner learns the processes to start
@@ -41,16 +44,19 @@ def decode(text: str | None) -> tuple[ProcessSpec, ...]:
 
 class ProcessSet:
     """Starts ``command`` once per :class:`ProcessSpec` with ``bash -c`` in ``cwd``; stdout and
-    stderr share one pipe per process (so its log keeps the order they were written in)."""
+    stderr share one pipe per process (so its log keeps the order they were written in). ``mark`` (the
+    run id) is set as ``MLFLOW_WORKSPACE_RUN_MARK`` in every process."""
 
     def __init__(self, command: str, cwd: Path, base_env: Mapping[str, str],
-                 processes: Sequence[ProcessSpec] = SINGLE_PROCESS) -> None:
+                 processes: Sequence[ProcessSpec] = SINGLE_PROCESS, *, mark: str | None = None) -> None:
         self.specs = tuple(processes) or SINGLE_PROCESS
+        self.mark = mark
         self.procs: list[subprocess.Popen] = []
+        marked = {process_tree.MARK_ENV: mark} if mark else {}
         try:
             for spec in self.specs:
                 self.procs.append(subprocess.Popen(
-                    ["bash", "-c", command], cwd=cwd, env={**base_env, **spec.env}, stdin=subprocess.DEVNULL,
+                    ["bash", "-c", command], cwd=cwd, env={**base_env, **spec.env, **marked}, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                 ))
         except BaseException:
@@ -65,26 +71,19 @@ class ProcessSet:
         """Send ``sig`` to every live process group."""
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                process_tree.signal_group(proc.pid, sig)
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        for proc in self.procs:
-            proc.wait()
+        """SIGKILL everything the command started, at once."""
+        self.stop(grace=0)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM every process group, SIGKILL what is left after ``grace`` seconds."""
-        self.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        """SIGTERM everything the command started (process groups, descendants, marked processes),
+        SIGKILL what is left after ``grace`` seconds."""
+        tree = process_tree.run_processes(self.pids, mark=self.mark)
+        process_tree.stop(tree, grace, groups=[proc.pid for proc in self.procs if proc.poll() is None])
         for proc in self.procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
+            proc.wait()
 
     def wait(self) -> int:
         """Wait for every process; the first non-zero exit stops the others and is returned."""

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import requests
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.compute.interpreter import interpreter_first_on_path
 from mlflow_workspace_plugin.ports import LOOPBACK, free_port
 from mlflow_workspace_plugin.ports import RAY_WORKER_PORTS as WORKER_PORTS
@@ -139,21 +140,16 @@ class LocalRayHead:
             session = process.pid
             # Ray starts job drivers (and their watchers) in sessions of their own; an abrupt stop
             # can orphan them, so remember the whole tree now and reap what outlives the head.
-            tree = descendants(session)
-            _signal_group(session, signal.SIGTERM)
+            tree = process_tree.run_processes([session])
+            process_tree.signal_group(session, signal.SIGTERM)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(session, signal.SIGKILL)
+                process_tree.signal_group(session, signal.SIGKILL)
                 process.wait(10)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                leftovers = set(session_members(session)) | {pid for pid, start in tree if _start_time(pid) == start}
-                if not leftovers:
-                    break
-                for pid in leftovers:
-                    _signal(pid, signal.SIGKILL)
-                time.sleep(0.2)
+            leftovers = {p.pid: p for p in tree}
+            leftovers.update({p.pid: p for p in process_tree.run_processes(process_tree.session_members(session))})
+            process_tree.stop(leftovers.values(), grace=0)
         if self._owns_temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -174,64 +170,6 @@ class LocalRayHead:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def _proc_stats() -> dict[int, list[str]]:
-    """``/proc/<pid>/stat`` fields after ``(comm)`` of every live (non-zombie) process:
-    state, ppid, pgrp, session, ... (index 19 is the start time)."""
-    stats = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields and fields[0] != "Z":
-            stats[int(entry.name)] = fields
-    return stats
-
-
-def session_members(session_id: int) -> list[int]:
-    """Live processes whose session id is ``session_id`` (Linux /proc)."""
-    return [pid for pid, fields in _proc_stats().items() if int(fields[3]) == session_id]
-
-
-def descendants(root: int) -> list[tuple[int, str]]:
-    """(pid, start time) of every live descendant of ``root``; the start time guards against
-    a recycled pid later."""
-    stats = _proc_stats()
-    children: dict[int, list[int]] = {}
-    for pid, fields in stats.items():
-        children.setdefault(int(fields[1]), []).append(pid)
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append((pid, stats[pid][19]))
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,3 +30,16 @@ def executor_for(name: str, workspace: Any) -> Executor:
     module_name, class_name = spec.split(":")
     executor_class = getattr(importlib.import_module(module_name), class_name)
     return executor_class(target, workspace)
+
+
+def cluster_address(name: str, workspace: Any) -> str:
+    """The address of remote compute target ``name`` (a Ray cluster's dashboard), its settings valid
+    and the cluster answering; raises naming the target when it is not a cluster."""
+    from mlflow_workspace_plugin.compute.remote import RemoteExecutor
+
+    executor = executor_for(name, workspace)
+    if not isinstance(executor, RemoteExecutor):
+        raise WorkspaceConfigError(f"Compute target {name!r} (type {executor.target.type!r}) is not a cluster "
+                                   "with an address; use a target of type 'ray'")
+    executor.check_reachable()
+    return executor.address

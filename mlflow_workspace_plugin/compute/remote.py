@@ -22,11 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.exceptions import ExecutionException
 
 from mlflow_workspace_plugin.capture.source_package import build_source_zip
 from mlflow_workspace_plugin.compute.base import COMPUTE_TYPE_TAG, Executor, Launch
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
 from mlflow_workspace_plugin.compute.job_api import JobInfo, JobSpec
 from mlflow_workspace_plugin.compute.process_set import PROCESSES_ENV, SINGLE_PROCESS, encode
 from mlflow_workspace_plugin.compute.remote_run import RemoteRun
@@ -34,12 +36,20 @@ from mlflow_workspace_plugin.compute.sealed_secrets import KEY_ENV, SEALED_FILE,
 
 _logger = logging.getLogger("mlflow.projects.azureml")
 RUNNER_MODULE = "mlflow_workspace_plugin.compute.job_runner"
+REMOTE_STOP_TIMEOUT_SECONDS = 30.0
 
 
 class RemoteExecutor(Executor):
     """Base class of compute types that run each launch as a job on a remote service."""
 
+    is_remote = True
+
     # ------------------------------------------------------------ per-type primitives
+    @property
+    def address(self) -> str:
+        """Where the compute's job API answers (a Ray cluster: its dashboard)."""
+        raise NotImplementedError(f"compute type {self.type_name!r} has no address")
+
     @abstractmethod
     def check_reachable(self) -> None:
         """Fail fast (short timeout) with an error naming the address if the compute is not there."""
@@ -126,6 +136,20 @@ class RemoteExecutor(Executor):
             time.sleep(0.25)
             info = self.status(job_id)
         return info
+
+    def cancel_run(self, client: MlflowClient, run: Run, reason: str) -> str:
+        """Stop the run's job; the job's runner ends the run KILLED (else it is recorded KILLED here)."""
+        run_id = run.info.run_id
+        client.set_tag(run_id, CANCEL_REASON_TAG, reason)
+        self.cancel(self.job_id_for(run_id), REMOTE_STOP_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + REMOTE_STOP_TIMEOUT_SECONDS
+        status = client.get_run(run_id).info.status
+        while status not in ("FINISHED", "FAILED", "KILLED") and time.monotonic() < deadline:
+            time.sleep(0.25)
+            status = client.get_run(run_id).info.status
+        if status != "KILLED":  # the job's runner did not get to it (or the job ended otherwise meanwhile)
+            client.set_terminated(run_id, "KILLED")
+        return "KILLED"
 
     def fetch_outputs(self, run_id: str, destination: str | Path, tracking_uri: str | None = None) -> Path:
         """Download the run's ``outputs/`` artifacts (uploaded by the job) into ``destination``."""

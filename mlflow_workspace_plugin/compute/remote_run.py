@@ -57,7 +57,7 @@ class RemoteRun(WatchedRun):
     """The run of ``launch`` executing as job ``job_id`` through ``adapter``."""
 
     def __init__(self, adapter: RemoteExecutor, job_id: str, launch: Launch) -> None:
-        super().__init__(launch.run_id, launch.raise_on_failure, MlflowClient(launch.tracking_uri))
+        super().__init__(launch.run_id, launch.raise_on_failure, MlflowClient(launch.tracking_uri), launch.name)
         self._adapter = adapter
         self._job_id = job_id
         self._echo = launch.stream_output

@@ -1,5 +1,5 @@
-"""Process, port and state-file helpers (stdlib only: the endpoint front process imports this module
-without MLflow). Process identity is (pid, start time) from Linux ``/proc``."""
+"""Process, port and state-file helpers (no MLflow: the endpoint front process imports this module).
+Process identity is (pid, start time) and stopping is the shared :mod:`mlflow_workspace_plugin.process_tree`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.compute.sealed_secrets import is_secret
 from mlflow_workspace_plugin.ports import LOOPBACK, free_port  # noqa: F401 - free_port: used as processes.free_port
 
@@ -29,12 +30,9 @@ def public_environment(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def start_time(pid: int) -> str | None:
-    """The kernel start time of a live, non-zombie ``pid`` (guards against recycled pids), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
+    """The start time of a live, non-zombie ``pid`` (guards against recycled pids), else None."""
+    identity = process_tree.identity(pid)
+    return identity.split(":", 1)[1] if identity else None
 
 
 def alive(pid: int | None, started: str | None) -> bool:
@@ -42,38 +40,12 @@ def alive(pid: int | None, started: str | None) -> bool:
     return bool(pid) and start_time(pid) is not None and (started is None or start_time(pid) == started)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-                members.append(int(entry.name))
-    return members
+group_members = process_tree.group_members
 
 
 def stop_group(pgid: int, timeout: float = 10.0) -> None:
-    """SIGTERM process group ``pgid``, wait up to ``timeout`` for it to go, then SIGKILL what is left."""
-    _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if group_members(pgid):
-        _killpg(pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while group_members(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGTERM process group ``pgid`` (and its leader's descendants), SIGKILL what is left after ``timeout``."""
+    process_tree.stop_group(pgid, timeout)
 
 
 def die_with_parent() -> None:

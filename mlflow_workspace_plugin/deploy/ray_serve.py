@@ -117,12 +117,10 @@ class RayServeEndpoints:
     # ------------------------------------------------------------------ internals
     def _address(self, compute: str) -> str:
         """The cluster's dashboard address, validated and reachable (the compute target's own checks)."""
-        from mlflow_workspace_plugin.compute.registry import executor_for
+        from mlflow_workspace_plugin.execution.plan import cluster_address
 
         _, workspace = self.target.compute_target(compute)
-        executor = executor_for(compute, workspace)
-        executor.check_reachable()
-        return executor.address
+        return cluster_address(compute, workspace)
 
     def _details(self, address: str) -> dict[str, Any]:
         response = _request("GET", address)

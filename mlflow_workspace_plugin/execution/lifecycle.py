@@ -2,45 +2,58 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
-from mlflow_workspace_plugin.capture.snapshot import collect_snapshot
 from mlflow_workspace_plugin.compute.base import Executor, Launch
 from mlflow_workspace_plugin.compute.handles import WatchedRun
-from mlflow_workspace_plugin.compute.registry import executor_for
+from mlflow_workspace_plugin.execution import live_runs
+from mlflow_workspace_plugin.execution.plan import Plan
+from mlflow_workspace_plugin.execution.plan import plan as make_plan
 from mlflow_workspace_plugin.execution.request import RunRequest
 from mlflow_workspace_plugin.execution.run_env import run_environment
 from mlflow_workspace_plugin.execution.tracking import planned_tracking_uri, resolve_tracking
 from mlflow_workspace_plugin.workspace import Workspace
 
+_logger = logging.getLogger("mlflow.projects.azureml")
 
-def launch(request: RunRequest, workspace: Workspace | None = None) -> WatchedRun:
+
+def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan | None = None) -> WatchedRun:
     """Validate ``request``, create and tag its run, start it; return the run's handle.
 
     Everything that can be checked (compute target and its settings, reachability, environment,
     snapshot limits, settings from the environment) is checked before any run exists or any
-    global state changes. If starting fails after the run exists, the run ends FAILED (KILLED on
-    Ctrl-C) and the error propagates.
+    global state changes; ``plan`` (from :func:`~mlflow_workspace_plugin.execution.plan.plan`) is
+    what the door checked already. If starting fails after the run exists, the run ends FAILED
+    (KILLED on Ctrl-C) and the error propagates. The run is tracked (:mod:`.live_runs`) until it
+    ends; its ``private_dir`` is removed then.
     """
     workspace = workspace or Workspace.from_config()
-    executor = executor_for(request.compute, workspace)
+    if plan is None or plan.executor.target.name != request.compute:
+        plan = make_plan(request.compute, request.source_dir, workspace)
+    elif plan.snapshot.root != Path(request.source_dir):
+        plan = plan.collected_at(request.source_dir)
+    executor, snapshot = plan.executor, plan.snapshot
     log_sync_seconds = log_sync_interval()
-    snapshot = collect_snapshot(request.source_dir)
     executor.check(request.environment, planned_tracking_uri(request, workspace))
 
     tracking_uri, experiment_id = resolve_tracking(request, workspace)
     client = MlflowClient(tracking_uri)
     run_id = _create_run(client, request, experiment_id, executor)
     try:
-        return executor.start(Launch(
+        handle = executor.start(Launch(
             run_id=run_id, experiment_id=experiment_id, tracking_uri=tracking_uri,
             command=request.command, source_dir=snapshot.root, snapshot=snapshot,
             run_env=run_environment(tracking_uri, run_id, experiment_id, request.env_vars),
             environment=request.environment, stream_output=request.stream_output,
             raise_on_failure=request.raise_on_failure, timeout_seconds=request.timeout_seconds,
-            log_sync_seconds=log_sync_seconds, processes=tuple(request.processes),
+            log_sync_seconds=log_sync_seconds, processes=tuple(request.processes), name=request.name,
         ))
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
         client.set_terminated(run_id, "KILLED")
@@ -48,6 +61,31 @@ def launch(request: RunRequest, workspace: Workspace | None = None) -> WatchedRu
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
+    try:
+        executor.record_identity(client, handle)
+    except Exception as exc:  # only a cancel from another process needs it
+        _logger.warning("mlflow-workspace: could not record where run %s runs: %s", run_id, exc)
+    live_runs.track(handle, remote=executor.is_remote, cleanup=_at_end(handle, request))
+    return handle
+
+
+def _at_end(handle: WatchedRun, request: RunRequest) -> Callable[[], None] | None:
+    """What runs once the run has ended: the door's ``on_end`` (e.g. deliver outputs from the private
+    folder), then the private folder is removed."""
+    if request.private_dir is None and request.on_end is None:
+        return None
+
+    def at_end() -> None:
+        try:
+            if request.on_end is not None:
+                request.on_end(handle)
+        except Exception as error:  # the run has ended: report, still remove its folder
+            _logger.warning("mlflow-workspace: after run %s ended: %s", handle.run_id, error)
+        finally:
+            if request.private_dir is not None:
+                shutil.rmtree(request.private_dir, ignore_errors=True)
+
+    return at_end
 
 
 def _create_run(client: MlflowClient, request: RunRequest, experiment_id: str, executor: Executor) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
+from mlflow_workspace_plugin.compute.handles import WatchedRun
 from mlflow_workspace_plugin.compute.process_set import SINGLE_PROCESS, ProcessSpec
 
 
@@ -17,6 +18,7 @@ class RunRequest:
     ``tracking_uri`` None means "the workspace of ``Workspace.from_config()``": it becomes MLflow's
     tracking URI at launch, after validation, and the experiment (``experiment_name``, else
     ``experiment_id``) is resolved there. ``existing_run_id`` reuses a run created by the caller.
+``private_dir`` is removed when the run has ended (a remote run still going at exit keeps it).
     """
 
     source_dir: Path                                   # working directory and snapshot root
@@ -35,3 +37,7 @@ class RunRequest:
     raise_on_failure: bool = False
     timeout_seconds: float | None = None
     processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # distributed runs: one per rank, same command
+    name: str | None = None                            # the door's name for the run (the handle's job_name)
+    private_dir: Path | None = None                    # the run's own folder (copies, data): removed once it ends
+    on_end: Callable[[WatchedRun], None] | None = None  # the door's last step once the run ended (before
+    #                                                     private_dir goes), e.g. delivering outputs

@@ -67,16 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mlflow import MlflowClient
 
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt, wait_or_cancel
     from mlflow_workspace_plugin.jobs.loader import load_job
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
     from mlflow_workspace_plugin.jobs.submit import submit_job
 
     with sigterm_as_interrupt():
         try:
             job = load_job(args.file, args.overrides, name=args.name)
             handle = submit_job(job, stream=False, env_manager=args.env_manager)
-            record_supervisor(MlflowClient(handle.tracking_uri), handle.run_id)
+            mark_supervisor(MlflowClient(handle.tracking_uri), handle.run_id)
         except MlflowException as exc:
             _send(report, {"error": exc.message})
             return 1

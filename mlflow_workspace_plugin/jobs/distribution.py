@@ -10,7 +10,8 @@
 - ``mpi``: one launcher process running ``mpirun`` (which starts every rank itself); ``mpirun`` must exist.
 - no distribution: the command runs once per instance, with no extra variables.
 
-Locally every instance's address is ``127.0.0.1`` and ports come from :func:`free_ports`.
+Locally every instance's address is ``127.0.0.1`` and ports come from
+:func:`mlflow_workspace_plugin.ports.free_ports`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,20 +197,6 @@ def mpirun_argv(
 def mpirun_command(command: str, **kwargs) -> str:
     """:func:`mpirun_argv` as one shell command line."""
     return shlex.join(mpirun_argv(command, **kwargs))
-
-
-def free_ports(count: int, host: str = LOCAL_ADDRESS) -> list[int]:
-    """``count`` distinct ports that were free on ``host`` a moment ago (the OS picks them)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def local_addresses(instance_count: int) -> list[str]:

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from mlflow_workspace_plugin.capture.names import LOG_ARTIFACT_DIR, LOG_ARTIFACT_NAME
-from mlflow_workspace_plugin.jobs.local_control import LAUNCHER_TAG, alive
+from mlflow_workspace_plugin.execution.control import launcher_gone
 from mlflow_workspace_plugin.jobs.states import is_terminal
 
 POLL_SECONDS = 1.0
@@ -30,17 +30,17 @@ def follow_job_log(client: MlflowClient, run: Run, out: IO[str], poll_seconds: f
     (nothing will ever end it) after a short grace period.
     """
     run_id = run.info.run_id
-    launcher = run.data.tags.get(LAUNCHER_TAG)
     offsets: dict[str, int] = {}
     shown: list[str | None] = [None]
     orphan_since: float | None = None
     with tempfile.TemporaryDirectory(prefix="mlflow-ws-stream-") as scratch:
         while True:
-            status = client.get_run(run_id).info.status
+            current = client.get_run(run_id)
+            status = current.info.status
             _pump(client, run_id, Path(scratch), offsets, shown, out)
             if is_terminal(status):
                 return status
-            if launcher and not alive(launcher):
+            if launcher_gone(current):
                 orphan_since = orphan_since or time.monotonic()
                 if time.monotonic() - orphan_since > ORPHAN_GRACE_SECONDS:
                     out.write(f"\nmlflow-workspace: the process running this job is gone; run {run_id} "

@@ -12,7 +12,6 @@ import os
 
 from mlflow_workspace_plugin.compute.process_set import SINGLE_PROCESS, ProcessSpec
 from mlflow_workspace_plugin.jobs.distribution import (
-    free_ports,
     local_addresses,
     mpi_flavor,
     mpirun_command,
@@ -21,6 +20,7 @@ from mlflow_workspace_plugin.jobs.distribution import (
     require_mpirun,
 )
 from mlflow_workspace_plugin.jobs.spec import CommandJob, MpiDistribution
+from mlflow_workspace_plugin.ports import free_ports
 
 PROCESS_LOG_NAME = "std_log_process_{rank}.txt"
 # Variables every mpi rank needs from the launcher (run identity and tracking, unbuffered output).

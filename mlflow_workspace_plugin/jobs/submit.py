@@ -20,7 +20,6 @@ What a job becomes (everything is checked before any run exists):
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import shlex
@@ -48,12 +47,8 @@ from mlflow.utils.mlflow_tags import (
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from mlflow_workspace_plugin.capture.names import JOB_DATA_DIR
-from mlflow_workspace_plugin.capture.snapshot import collect_snapshot
 from mlflow_workspace_plugin.capture.uploads import stage_snapshot
-from mlflow_workspace_plugin.compute.handles import WatchedRun
-from mlflow_workspace_plugin.compute.registry import executor_for
-from mlflow_workspace_plugin.compute.remote import RemoteExecutor
-from mlflow_workspace_plugin.execution import RunRequest, launch
+from mlflow_workspace_plugin.execution import Plan, RunRequest, WatchedRun, launch, plan
 from mlflow_workspace_plugin.jobs import job_names
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.inputs import (
@@ -64,7 +59,6 @@ from mlflow_workspace_plugin.jobs.inputs import (
     prepare_outputs,
 )
 from mlflow_workspace_plugin.jobs.job_environment import job_environment
-from mlflow_workspace_plugin.jobs.local_control import record_processes
 from mlflow_workspace_plugin.jobs.normalize import NAME_PATTERN, scalar_text
 from mlflow_workspace_plugin.jobs.notices import warn_once
 from mlflow_workspace_plugin.jobs.outputs import deliver_outputs, has_deliveries
@@ -85,6 +79,7 @@ class PreparedJob:
 
     name: str
     request: RunRequest
+    plan: Plan | None = None
     private_dir: Path | None = None
     remote: bool = False
     notes: list[str] = field(default_factory=list)
@@ -135,25 +130,14 @@ def submit_job(
                            extra_params=extra_params, search_values=search_values, run_name=run_name,
                            env_manager=env_manager)
     try:
-        handle = launch(prepared.request, workspace)
+        handle = launch(prepared.request, workspace, plan=prepared.plan)
     except BaseException:
         prepared.cleanup()
         raise
-    handle.job_name = prepared.name
     try:
         log_data_assets(prepared.job, handle.run_id, handle.tracking_uri)
     except MlflowException as exc:  # the tags already name the exact versions
         _logger.warning("mlflow-workspace: could not record the data assets of job %s: %s", prepared.name, exc)
-    pids = getattr(handle, "pids", None)
-    if pids:
-        try:
-            record_processes(MlflowClient(handle.tracking_uri), handle.run_id, pids)
-        except Exception as exc:  # job cancel from elsewhere is the only user of these tags
-            _logger.warning("mlflow-workspace: could not record the processes of job %s: %s", prepared.name, exc)
-    if prepared.remote:
-        prepared.cleanup()  # the job's source package (with its data) is on the cluster now
-    else:
-        _cleanup_when_done(handle, prepared)
     return handle
 
 
@@ -169,8 +153,9 @@ def prepare_job(
     env_manager: str | None = None,
 ) -> PreparedJob:
     """Check ``job`` against the workspace and build its :class:`RunRequest` (nothing is tracked yet)."""
-    executor = executor_for(job.compute, workspace)
-    remote = isinstance(executor, RemoteExecutor)
+    code = job.code or job.source_file.parent
+    planned = plan(job.compute, code, workspace)  # the target and the snapshot limits, before anything is copied
+    remote = planned.is_remote
     name = job_name_for(job, run_name)
     tracking_uri = planned_uri(workspace)
     check_unique(job, name, tracking_uri)
@@ -189,10 +174,14 @@ def prepare_job(
             warn=_warn if parent_run_id is None else lambda text: warn_once(text, parent_run_id),  # once a sweep
             workspace=workspace, tracking_uri=lambda: tracking_uri)
         mpirun = check_launchable(job)
-        code = job.code or job.source_file.parent
-        snapshot = collect_snapshot(code)  # the snapshot limits, before anything is copied
         travelling = remote and any(needs_data_on_cluster(spec) for spec in job.inputs.values())
-        source_dir = code if remote and not travelling else stage_snapshot(snapshot, private_dir() / "code")
+        if remote and not travelling:
+            source_dir = code
+        else:
+            source_dir = stage_snapshot(planned.snapshot, private_dir() / "code")
+            if not travelling:  # an exact copy; travelling data joins it, so launch collects it again
+                planned = planned.moved_to(source_dir)
+        prepared.plan = planned
         if travelling:  # the data goes to the cluster inside the job's source package
             values = remote_input_values(job, Path(source_dir), tracking_uri, prepared.datastores)
         else:
@@ -213,6 +202,7 @@ def prepare_job(
             params=params, tags=job_tags(job, name, environment_text, parent_run_id, code),
             env_vars=dict(job.environment_variables), environment=environment, stream_output=stream,
             timeout_seconds=float(job.timeout) if job.timeout else None, processes=processes,
+            name=name, private_dir=prepared.private_dir, on_end=prepared.finish,
         )
     except BaseException:
         prepared.cleanup()
@@ -328,50 +318,6 @@ def job_tags(job: CommandJob, name: str, environment_text: str, parent_run_id: s
     tags.update(job.tags)
     tags.update(describe_io(job))
     return {key: value[:MAX_TAG_VAL_LENGTH] for key, value in tags.items()}
-
-
-# ------------------------------------------------------------------ private folders
-_pending: dict[int, tuple[WatchedRun, PreparedJob]] = {}
-_pending_lock = threading.Lock()
-
-
-def _cleanup_when_done(handle: WatchedRun, prepared: PreparedJob) -> None:
-    """Deliver a job's outputs and remove its private folder once its run has ended, whatever its
-    end, or at exit."""
-    if prepared.private_dir is None and not (prepared.job is not None and has_deliveries(prepared.job)):
-        return
-    key = id(handle)
-    with _pending_lock:
-        _pending[key] = (handle, prepared)
-
-    def wait_then_remove() -> None:
-        while not handle.wait_for(3600):
-            pass
-        try:
-            prepared.finish(handle)
-        finally:
-            prepared.cleanup()  # before leaving _pending: an exit meanwhile still removes it (a daemon)
-            with _pending_lock:
-                _pending.pop(key, None)
-
-    threading.Thread(target=wait_then_remove, name=f"mlflow-ws-job-cleanup-{prepared.name[:20]}",
-                     daemon=True).start()
-
-
-@atexit.register
-def _cleanup_at_exit() -> None:
-    with _pending_lock:
-        pending = list(_pending.values())
-        _pending.clear()
-    for handle, prepared in pending:
-        if not prepared.remote and handle.get_status() == "RUNNING":
-            handle.cancel()  # local runs end with this process (compute.local does the same)
-        if not prepared.remote or handle.wait_for(0):
-            prepared.finish(handle)
-            prepared.cleanup()
-        elif prepared.job is not None and has_deliveries(prepared.job):
-            _warn(f"job {prepared.name} is still running on {prepared.job.compute}: its datastore / model outputs "
-                  "are delivered by the process that submitted it, which is exiting now; use --stream to wait")
 
 
 def _warn(message: str) -> None:

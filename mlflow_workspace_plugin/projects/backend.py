@@ -99,7 +99,7 @@ def _run_in_foreground(handle) -> SubmittedRun:
         raise SystemExit(INTERRUPTED_EXIT_CODE) from None
     print_final_line(handle)  # (the run's watcher has printed the error block once)
     if not finished:
-        code = getattr(handle, "exit_code", None)
+        code = handle.exit_code
         raise SystemExit(code if isinstance(code, int) and 0 < code < 256 else 1)
     return handle
 

@@ -8,13 +8,14 @@ removed again.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+
+from mlflow_workspace_plugin import process_tree
 
 
 def experiment_name(tracking_uri: str, experiment_id: str) -> str | None:
@@ -48,11 +49,6 @@ def remove_if_created_here(tracking_uri: str) -> bool:
 
 
 def process_started_at() -> float:
-    """Start time of this process (epoch seconds; Linux /proc, else now)."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return time.time()
+    """Start time of this process (epoch seconds; now when the system does not say)."""
+    started = process_tree.started_at()
+    return time.time() if started is None else started

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.file_lock import ProcessLock
 from mlflow_workspace_plugin.local_workspace import HOME_ENV, default_home
 from mlflow_workspace_plugin.reliable import settings
@@ -68,16 +69,7 @@ def has_orphans(directory: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return process_tree.running(pid)  # a zombie (exited, not yet reaped) counts as gone
 
 
 def _log(message: str) -> None:

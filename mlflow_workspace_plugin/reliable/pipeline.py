@@ -13,7 +13,6 @@ collected and raised by the caller at the next flush / end of run.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
 import os
@@ -28,7 +27,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
-from mlflow_workspace_plugin import auth
+from mlflow_workspace_plugin import auth, shutdown
 from mlflow_workspace_plugin.local_workspace import default_home
 from mlflow_workspace_plugin.reliable import background, replay, settings
 from mlflow_workspace_plugin.reliable.batching import plan
@@ -417,7 +416,7 @@ def pipeline_for(scope: WorkspaceScope, tracking_uri: str) -> Pipeline:
         if pipeline is None:
             pipeline = _registry[key] = Pipeline(scope, tracking_uri, home)
             if not _atexit_registered:
-                atexit.register(_at_exit)
+                shutdown.at_exit("journal", _at_exit)  # after the runs have ended (their last calls)
                 _atexit_registered = True
         return pipeline
 

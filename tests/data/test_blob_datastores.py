@@ -15,6 +15,7 @@ from azurite import ACCOUNT
 from conftest import write_file
 from mlflow import MlflowClient
 
+from mlflow_workspace_plugin.execution import live_runs
 from mlflow_workspace_plugin.jobs import DataInput, load_job, submit_job
 from mlflow_workspace_plugin.jobs.errors import JobInputError
 from mlflow_workspace_plugin.jobs.inputs import materialize_input
@@ -115,9 +116,7 @@ def test_job_reads_blobs_and_uploads_outputs(blob_config, blobs, tmp_path, monke
     monkeypatch.chdir(tmp_path / "job")
     handle = submit_job(load_job(job_file), stream=False)
     assert handle.wait(), handle.failure_message()
-    from mlflow_workspace_plugin.jobs import submit as submit_module
-
-    submit_module._cleanup_at_exit()  # what happens when this process exits (the watcher thread may be first)
+    assert live_runs.wait_settled(handle)  # the run's end steps: deliver outputs, remove its folder
     run = MlflowClient(handle.tracking_uri).get_run(handle.run_id)
     assert not (tmp_path / "job" / "pwned").exists() and not Path("pwned").exists()
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["job.yml"]  # downloads went to a private folder
@@ -156,7 +155,5 @@ def test_ray_job_takes_blob_data_along(blob_config, blobs, ray_head, tmp_path, m
     """))
     handle = submit_job(load_job(job_file))
     assert handle.wait(), handle.failure_message()
-    from mlflow_workspace_plugin.jobs import submit as submit_module
-
-    submit_module._cleanup_at_exit()
+    assert live_runs.wait_settled(handle)
     assert blobs.service().get_container_client("out").download_blob("ray/run1/p2.csv").readall() == b"2\n"

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from mlflow_workspace_plugin.assets.data import create_data_asset, resolve_data
 from mlflow_workspace_plugin.assets.store import AssetError
+from mlflow_workspace_plugin.execution import live_runs
 from mlflow_workspace_plugin.jobs import JobSpecError, load_job, submit_job
 
 pytestmark = pytest.mark.slow
@@ -27,10 +28,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def finish(handle) -> None:
-    from mlflow_workspace_plugin.jobs import submit as submit_module
-
     assert handle.wait(), handle.failure_message()
-    submit_module._cleanup_at_exit()  # what this process does at exit: deliver outputs, remove folders
+    assert live_runs.wait_settled(handle)  # the run's end steps: deliver outputs, remove its folder
 
 
 def test_data_cli_create_list_show_archive(local_tracking, tmp_path):

@@ -17,8 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_workspace_plugin import local_workspace
+from mlflow_workspace_plugin.compute.local_control import PROCESSES_TAG, SUPERVISOR_TAG, alive
 from mlflow_workspace_plugin.jobs.job_names import JOB_NAME_TAG
-from mlflow_workspace_plugin.jobs.local_control import PROCESSES_TAG, SUPERVISOR_TAG, alive
 from mlflow_workspace_plugin.jobs.registry import find_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -20,7 +20,6 @@ from mlflow_workspace_plugin.jobs import (
 )
 from mlflow_workspace_plugin.jobs.distribution import (
     ProcessSlot,
-    free_ports,
     local_addresses,
     mpirun_argv,
     mpirun_command,
@@ -31,6 +30,7 @@ from mlflow_workspace_plugin.jobs.distribution import (
 )
 from mlflow_workspace_plugin.jobs.errors import JobLaunchError
 from mlflow_workspace_plugin.jobs.inputs import prepare_outputs
+from mlflow_workspace_plugin.ports import RAY_WORKER_PORTS, free_ports
 
 EXAMPLE = REPO_ROOT / "examples" / "jobs" / "pytorch-distributed" / "job.yml"
 
@@ -128,9 +128,10 @@ def test_wrong_shapes_are_programming_errors():
         plan_processes(PyTorchDistribution(), 1, ["127.0.0.1"])
 
 
-def test_free_ports_are_distinct_and_bindable():
-    ports = free_ports(3)
-    assert len(set(ports)) == 3 and all(1024 < port < 65536 for port in ports)
+def test_free_ports_are_distinct_bindable_and_outside_rays_worker_ports():
+    ports = free_ports(20)
+    assert len(set(ports)) == 20 and all(1024 < port < 65536 for port in ports)
+    assert not any(port in RAY_WORKER_PORTS for port in ports)
 
 
 # --- the example job's processes, started as the lead's local executor would -------------------------

@@ -21,11 +21,11 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 from mlflow_workspace_plugin import Workspace
+from mlflow_workspace_plugin.compute.local_control import HOST_TAG, LAUNCHER_TAG, PROCESSES_TAG
 from mlflow_workspace_plugin.jobs import load_job, submit_job
 from mlflow_workspace_plugin.jobs.cancel import cancel_job
 from mlflow_workspace_plugin.jobs.job_names import DISPLAY_NAME_TAG, JOB_FILE_TAG, JOB_NAME_TAG
 from mlflow_workspace_plugin.jobs.loader import command_job_from_mapping, read_yaml_mapping
-from mlflow_workspace_plugin.jobs.local_control import HOST_TAG, LAUNCHER_TAG, PROCESSES_TAG
 from mlflow_workspace_plugin.jobs.registry import find_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -19,9 +19,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from mlflow_workspace_plugin import process_tree
 from mlflow_workspace_plugin.cli.job_commands import job as job_cli
 from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
-from mlflow_workspace_plugin.jobs.local_control import SUPERVISOR_TAG, alive
+from mlflow_workspace_plugin.compute.local_control import SUPERVISOR_TAG, alive
 from mlflow_workspace_plugin.jobs.registry import find_job
 from mlflow_workspace_plugin.jobs.sweep import load_sweep
 from mlflow_workspace_plugin.jobs.sweep.controller import (
@@ -33,6 +34,7 @@ from mlflow_workspace_plugin.jobs.sweep.controller import (
     TRIAL_INDEX_TAG,
     run_sweep,
 )
+from mlflow_workspace_plugin.jobs.sweep.spec import default_concurrent_trials
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -358,6 +360,85 @@ def test_cli_detached_sweep_is_cancelled_by_job_cancel(tmp_path, local_tracking)
     while still_running(supervisor):
         assert time.monotonic() < deadline, "the sweep's supervisor is still running"
         time.sleep(0.2)
+
+
+def test_job_cancel_reaches_the_trials_of_a_sweep_whose_supervisor_was_killed(tmp_path, local_tracking):
+    """kill -9 of the detached supervisor: `job show` says so, `job cancel` ends the parent and every trial,
+    and every process of the trials (setsid children included) is gone."""
+    pids = tmp_path / "pids.txt"
+    path = write_sweep(tmp_path / "crashed", f"""\
+        type: sweep
+        sampling_algorithm: grid
+        trial:
+          code: .
+          command: setsid sleep 300 & echo $! >> {pids} && echo ${{{{search_space.case}}}} && sleep 120
+        search_space:
+          case: {{type: choice, values: [a, b, c]}}
+        objective: {{primary_metric: loss, goal: minimize}}
+        limits: {{max_total_trials: 3, max_concurrent_trials: 2}}
+        experiment_name: sweep-crashed
+        """)
+    runner = CliRunner()
+    created = runner.invoke(job_cli, ["create", "-f", str(path)])
+    assert created.exit_code == 0, created.output
+    name = created.stdout.strip()
+    client = MlflowClient(local_tracking)
+    parent = find_job(client, name)
+    deadline = time.monotonic() + 180
+    while sum(run.info.status == "RUNNING" for run in children(client, parent.info.run_id)) < 2 or \
+            len(pids.read_text().split() if pids.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the detached sweep's trials did not start"
+        time.sleep(0.5)
+    trial_groups = [identity for run in children(client, parent.info.run_id)
+                    for identity in run.data.tags["azureml.local.processes"].split(",")]
+    supervisor = client.get_run(parent.info.run_id).data.tags[SUPERVISOR_TAG]
+    os.kill(int(supervisor.split(":")[0]), 9)
+    deadline = time.monotonic() + 30
+    while still_running(supervisor):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    shown = json.loads(runner.invoke(job_cli, ["show", "-n", name]).stdout)
+    assert shown["status"] == "Running" and shown["launcher"].startswith("gone: the process that ran this job")
+    cancelled = runner.invoke(job_cli, ["cancel", "-n", name])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert client.get_run(parent.info.run_id).info.status == "KILLED"
+    runs = children(client, parent.info.run_id)
+    assert len(runs) == 2 and all(run.info.status == "KILLED" for run in runs)
+    assert all(run.data.tags[CANCEL_REASON_TAG].startswith(f"parent run {parent.info.run_id} cancelled")
+               for run in runs)
+    escaped = [int(pid) for pid in pids.read_text().split()]
+    leaders = [int(identity.split(":")[0]) for identity in trial_groups]
+    deadline = time.monotonic() + 30
+    while any(process_tree.running(pid) for pid in escaped + leaders):
+        assert time.monotonic() < deadline, "processes of the trials are still running"
+        time.sleep(0.2)
+    assert json.loads(runner.invoke(job_cli, ["show", "-n", name]).stdout)["launcher"] is None
+
+
+def test_a_sweep_without_a_concurrency_limit_runs_a_bounded_number_at_once_and_none_fails(tmp_path, local_tracking):
+    """60 trials of `true` and no max_concurrent_trials: at most this machine's CPUs at once, every trial
+    FINISHED (none failed to start), no run left RUNNING."""
+    spec = load_sweep(write_sweep(tmp_path / "many", """\
+        type: sweep
+        sampling_algorithm: random
+        trial:
+          code: .
+          command: "true ${{search_space.x}}"
+        search_space:
+          x: {type: uniform, min_value: 0, max_value: 1}
+        objective: {primary_metric: loss, goal: minimize}
+        limits: {max_total_trials: 60}
+        experiment_name: sweep-many
+        """))
+    assert spec.limits.max_concurrent_trials == default_concurrent_trials()
+    handle = run_sweep(spec)
+    wait_ended(handle, 500)
+    assert [trial.error for trial in handle.trials if trial.status != "FINISHED"] == []
+    client = MlflowClient(local_tracking)
+    runs = children(client, handle.run_id)
+    assert len(runs) == 60 and {run.info.status for run in runs} == {"FINISHED"}
+    assert max_overlap(runs) <= default_concurrent_trials()
 
 
 def still_running(identity: str) -> bool:

@@ -11,7 +11,12 @@ import pytest
 
 from mlflow_workspace_plugin.jobs.sweep.early_termination import BanditPolicy, MedianStoppingPolicy
 from mlflow_workspace_plugin.jobs.sweep.errors import SweepExtraMissingError, SweepSpecError
-from mlflow_workspace_plugin.jobs.sweep.spec import DEFAULT_TIMEOUT_SECONDS, load_sweep, sweep_from_mapping
+from mlflow_workspace_plugin.jobs.sweep.spec import (
+    DEFAULT_TIMEOUT_SECONDS,
+    default_concurrent_trials,
+    load_sweep,
+    sweep_from_mapping,
+)
 
 PREVIEW = textwrap.dedent("""\
     $schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json
@@ -144,7 +149,7 @@ def test_defaults_and_limits(project):
     del raw["limits"]
     del raw["compute"]
     spec = sweep_from_mapping(raw, project / "sweep.yml")
-    assert (spec.limits.max_total_trials, spec.limits.max_concurrent_trials) == (1000, 1000)
+    assert (spec.limits.max_total_trials, spec.limits.max_concurrent_trials) == (1000, default_concurrent_trials())
     assert spec.limits.timeout == DEFAULT_TIMEOUT_SECONDS and spec.compute == "local"
     raw["limits"] = {"max_total_trials": 4, "max_concurrent_trials": 8}
     assert sweep_from_mapping(raw, project / "sweep.yml").limits.max_concurrent_trials == 4

@@ -42,8 +42,8 @@ def create_pipeline(file_path: str, overrides: Sequence[str], name: str | None, 
 
 def _run_in_foreground(spec, name: str | None, env_manager: str | None,
                        on_start: Callable[[str], None] | None) -> int:
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
 
     with sigterm_as_interrupt():
         try:
@@ -52,7 +52,7 @@ def _run_in_foreground(spec, name: str | None, env_manager: str | None,
             return INTERRUPTED_EXIT_CODE
         client = MlflowClient(handle.tracking_uri)
         try:
-            record_supervisor(client, handle.run_id)
+            mark_supervisor(client, handle.run_id)
             print(f"mlflow-workspace: pipeline job {handle.name} (run {handle.run_id}) started", file=sys.stderr,
                   flush=True)
             if on_start is not None:
@@ -89,15 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = os.fdopen(args.report_fd, "w", encoding="utf-8")
 
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
 
     with sigterm_as_interrupt():
         try:
             handle = run_pipeline(load_pipeline(args.file, args.overrides), name=args.name,
                                   env_manager=args.env_manager)
             client = MlflowClient(handle.tracking_uri)
-            record_supervisor(client, handle.run_id)
+            mark_supervisor(client, handle.run_id)
         except MlflowException as exc:
             _send(report, {"error": exc.message})
             return 1

@@ -23,7 +23,6 @@ its compute target is looked up) before the parent run exists, then a controller
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -31,7 +30,6 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +38,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
-from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
 from mlflow_workspace_plugin.env_settings import env_number
+from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG, control, live_runs
+from mlflow_workspace_plugin.execution.plan import check_target
 from mlflow_workspace_plugin.execution.tracking import create_training_experiment
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.job_names import (
@@ -145,7 +144,6 @@ def run_pipeline(spec: PipelineSpec, *, workspace: Workspace | None = None, stre
         raise MlflowException(f"A job named {pipeline_name!r} already exists in the workspace at "
                               f"{client.tracking_uri}; job names are unique: choose another name (--name)",
                               error_code=INVALID_PARAMETER_VALUE)
-    _register_exit_hook()
     existing = client.get_experiment_by_name(spec.experiment_name)
     experiment_id = existing.experiment_id if existing else create_training_experiment(client, spec.experiment_name)
     tags = {**spec.tags, JOB_NAME_TAG: pipeline_name, JOB_TYPE_TAG: "pipeline", JOB_FILE_TAG: str(spec.source_file),
@@ -156,9 +154,7 @@ def run_pipeline(spec: PipelineSpec, *, workspace: Workspace | None = None, stre
         tags[DISPLAY_NAME_TAG] = spec.display_name
     parent = client.create_run(experiment_id, tags=tags, run_name=pipeline_name)
     try:
-        from mlflow_workspace_plugin.jobs.local_control import record_processes
-
-        record_processes(client, parent.info.run_id, [])  # host and launcher: `job cancel` finds this process
+        control.mark_launcher(client, parent.info.run_id)  # host and launcher: `job cancel` finds this process
         controller = _Controller(spec, pipeline_name, client, parent.info.run_id, workspace, stream, env_manager)
     except BaseException:
         client.set_terminated(parent.info.run_id, "FAILED")
@@ -170,8 +166,6 @@ def run_pipeline(spec: PipelineSpec, *, workspace: Workspace | None = None, stre
 def check_step(spec: PipelineSpec, step: Step, workspace: Workspace, pipeline_name: str) -> None:
     """Build the step's job once (upstream outputs stood in for) and look up its compute: every mistake
     a step's job can have is found before the pipeline starts."""
-    from mlflow_workspace_plugin.compute.registry import executor_for
-
     stand_ins = {name: _STAND_IN_RUN for name in spec.steps}
     if step.kind == "sweep":
         sweep = _sweep_spec(spec, step, stand_ins, pipeline_name, parent_run_id=_STAND_IN_RUN)
@@ -179,10 +173,10 @@ def check_step(spec: PipelineSpec, step: Step, workspace: Workspace, pipeline_na
             sweep.trial_job()
         except JobSpecError as error:
             raise JobSpecError(error.message, source_file=spec.shown, field=f"jobs.{step.name}") from None
-        executor_for(sweep.compute, workspace)
+        check_target(sweep.compute, workspace, reachable=False)
     else:
         job = step_command_job(spec, step, stand_ins, pipeline_name, parent_run_id=_STAND_IN_RUN)
-        executor_for(job.compute, workspace)
+        check_target(job.compute, workspace, reachable=False)
 
 
 def step_command_job(spec: PipelineSpec, step: Step, output_runs: dict[str, str], pipeline_name: str,
@@ -262,9 +256,6 @@ def max_parallel() -> int:
     return int(env_number(MAX_PARALLEL_ENV, float(os.cpu_count() or 2), allow_zero=False))
 
 
-_active: weakref.WeakSet[_Controller] = weakref.WeakSet()
-
-
 class _Controller:
     """The controller thread of one pipeline (see the module docstring)."""
 
@@ -288,11 +279,14 @@ class _Controller:
         self._thread = threading.Thread(target=self._run, name=f"mlflow-ws-pipeline-{parent_run_id[:8]}", daemon=True)
 
     def start(self) -> None:
-        _active.add(self)
+        live_runs.track_controller(self, "the process that ran the pipeline exited")  # stopped first at exit
         graph = self._scratch / "graph.json"
         graph.write_text(json.dumps(self.spec.graph(), indent=2, default=str))
         self.client.log_artifact(self.parent_run_id, str(graph), "pipeline")
         self._thread.start()
+
+    def wait_ended(self, timeout: float) -> bool:
+        return self.ended.wait(timeout)
 
     def request_cancel(self, reason: str) -> None:
         with self.lock:
@@ -330,7 +324,7 @@ class _Controller:
             finally:
                 shutil.rmtree(self._scratch, ignore_errors=True)
                 self.ended.set()
-                _active.discard(self)
+                live_runs.untrack_controller(self)
 
     def _watch_parent(self) -> None:
         try:
@@ -488,25 +482,6 @@ class _Controller:
                 if run_id:
                     bound[pipeline_output] = f"runs:/{run_id}/outputs/{output}"
         return bound
-
-
-_exit_hook: list[bool] = []
-
-
-def _register_exit_hook() -> None:
-    """Registered after ``submit_job``'s hooks (atexit runs the last first): pipelines stop first."""
-    if not _exit_hook:
-        import mlflow_workspace_plugin.jobs.submit  # noqa: F401  (its exit hook first)
-
-        _exit_hook.append(True)
-        atexit.register(_cancel_unfinished_pipelines)
-
-
-def _cancel_unfinished_pipelines() -> None:
-    for controller in list(_active):
-        controller.request_cancel("the process that ran the pipeline exited")
-    for controller in list(_active):
-        controller.ended.wait(CANCEL_WAIT_SECONDS)
 
 
 __all__ = ["PipelineHandle", "StepRun", "run_pipeline", "step_command_job"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG
+from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG
 from mlflow_workspace_plugin.jobs.job_names import generate_job_name
 from mlflow_workspace_plugin.jobs.states import job_state
 from mlflow_workspace_plugin.jobs.sweep.controller import SweepHandle, run_sweep
@@ -47,8 +47,8 @@ def create_sweep(file_path: str, overrides: Sequence[str], name: str | None, *, 
 
 def _run_in_foreground(spec, name: str | None, env_manager: str | None,
                        on_start: Callable[[str], None] | None) -> int:
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
 
     with sigterm_as_interrupt():
         try:
@@ -57,7 +57,7 @@ def _run_in_foreground(spec, name: str | None, env_manager: str | None,
             return INTERRUPTED_EXIT_CODE
         client = MlflowClient(handle.tracking_uri)
         try:
-            record_supervisor(client, handle.run_id)
+            mark_supervisor(client, handle.run_id)
             print(f"mlflow-workspace: sweep job {handle.name} (run {handle.run_id}) started", file=sys.stderr,
                   flush=True)
             if on_start is not None:
@@ -115,14 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = os.fdopen(args.report_fd, "w", encoding="utf-8")
 
+    from mlflow_workspace_plugin.execution.control import mark_supervisor
     from mlflow_workspace_plugin.execution.foreground import sigterm_as_interrupt
-    from mlflow_workspace_plugin.jobs.local_control import record_supervisor
 
     with sigterm_as_interrupt():
         try:
             handle = run_sweep(load_sweep(args.file, args.overrides), name=args.name, env_manager=args.env_manager)
             client = MlflowClient(handle.tracking_uri)
-            record_supervisor(client, handle.run_id)
+            mark_supervisor(client, handle.run_id)
         except MlflowException as exc:
             _send(report, {"error": exc.message})
             return 1

@@ -5,7 +5,9 @@
 - samples trials (``spec.sampler()``) and starts each with :func:`~mlflow_workspace_plugin.jobs.submit.submit_job`
   (the one execution path: local subprocess or Ray job, with all its capture) as a child run
   (``mlflow.parentRunId``, run name ``<sweep>_<index>``, sampled values as params,
-  ``${{search_space.x}}`` rendered in the command), never more than ``max_concurrent_trials`` at once;
+  ``${{search_space.x}}`` rendered in the command), never more than ``max_concurrent_trials`` at once
+  (default: this machine's CPUs) and never more than :data:`MAX_STARTING` being started at once (the
+  others wait their turn, they do not fail);
 - stops generating at ``max_total_trials`` or when a finite space is exhausted; a failed trial
   counts and the sweep goes on;
 - every ~1 s reads the running trials' primary-metric histories and applies the early-termination
@@ -17,19 +19,19 @@
 - at the end tags the parent ``best_child_run_id``, ``score`` (the best trial's best primary-metric value)
   and logs the metric ``best_<primary_metric>``; the parent ends FINISHED, KILLED when cancelled, or
   FAILED when every trial failed;
-- writes ``azureml-logs/hyperdrive.txt`` on the parent (:mod:`.controller_log`).
+- writes ``azureml-logs/hyperdrive.txt`` on the parent (:mod:`.controller_log`);
+- never leaves a trial run RUNNING when it ends: every start is waited for, a trial started after a
+  cancel is cancelled at once, and child runs still going at the very end are cancelled by their tags.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import shutil
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +43,8 @@ from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 from mlflow.utils.time import get_current_time_millis
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
-from mlflow_workspace_plugin.compute.handles import CANCEL_REASON_TAG, WatchedRun
-from mlflow_workspace_plugin.compute.registry import executor_for
+from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG, WatchedRun, control, live_runs
+from mlflow_workspace_plugin.execution.plan import check_target
 from mlflow_workspace_plugin.execution.tracking import create_training_experiment
 from mlflow_workspace_plugin.jobs.job_names import (
     DISPLAY_NAME_TAG,
@@ -51,7 +53,6 @@ from mlflow_workspace_plugin.jobs.job_names import (
     JOB_TYPE_TAG,
     generate_job_name,
 )
-from mlflow_workspace_plugin.jobs.local_control import record_processes
 from mlflow_workspace_plugin.jobs.registry import find_job, jobs_client
 from mlflow_workspace_plugin.jobs.spec import CommandJob
 from mlflow_workspace_plugin.jobs.sweep.best_trial import BestTrial, TrialOutcome, choose_best_trial, trial_score
@@ -65,6 +66,8 @@ _logger = logging.getLogger("mlflow.projects.azureml")
 
 POLL_SECONDS = 1.0  # how often the running trials' metric histories are read
 CANCEL_WAIT_SECONDS = 90.0  # how long the end of the sweep waits for cancelled trials to end
+MAX_STARTING = 4  # trials being started at once (run creation, snapshot, process start); the others wait
+EXIT_REASON = "the process that ran the sweep exited"
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_INDEX_TAG = "azureml.sweep.trial_index"
@@ -206,8 +209,7 @@ def run_sweep(
     trial_job = spec.trial_job().model_copy(update={"experiment_name": spec.experiment_name})
     if launcher is None:
         from mlflow_workspace_plugin.jobs.submit import submit_job as launcher
-    _check_compute(trial_job.compute, workspace)
-    _register_exit_hook()
+    check_target(trial_job.compute, workspace)  # exists, valid settings, (remote) answers: before any run
     client = jobs_client(workspace)
     sweep_name = name or spec.name
     if sweep_name is None:
@@ -233,7 +235,7 @@ def run_sweep(
         tags[DISPLAY_NAME_TAG] = spec.display_name
     parent = client.create_run(experiment_id, tags=tags, run_name=sweep_name)
     try:
-        record_processes(client, parent.info.run_id, [])  # host and launcher: `job cancel` finds this process
+        control.mark_launcher(client, parent.info.run_id)  # host and launcher: `job cancel` finds this process
         controller = _Controller(spec, sweep_name, trial_job, sampler, client, parent.info.run_id,
                                  workspace, launcher, stream, env_manager)
     except BaseException:
@@ -243,20 +245,9 @@ def run_sweep(
     return SweepHandle(controller)
 
 
-def _check_compute(compute: str, workspace: Workspace) -> None:
-    """The trials' compute target exists, its settings are valid and (remote) it answers, before any run exists."""
-    executor = executor_for(compute, workspace)
-    check_reachable = getattr(executor, "check_reachable", None)
-    if check_reachable is not None:
-        check_reachable()
-
-
 def _experiment_id(client: MlflowClient, name: str) -> str:
     existing = client.get_experiment_by_name(name)
     return existing.experiment_id if existing else create_training_experiment(client, name)
-
-
-_active: weakref.WeakSet[_Controller] = weakref.WeakSet()
 
 
 class _Controller:
@@ -283,14 +274,19 @@ class _Controller:
         self._cancel_reason: str | None = None
         self._generation_done = False
         self._cancellers: list[threading.Thread] = []
+        self._started: list[threading.Event] = []  # one per trial: set once its start is over (run or not)
+        self._start_slots = threading.BoundedSemaphore(MAX_STARTING)
         self._scratch = Path(tempfile.mkdtemp(prefix=f"mlflow-ws-sweep-{parent_run_id[:8]}-"))
         self.log = ControllerLog(client, parent_run_id, self._scratch, echo=stream, upload_every=log_sync_interval())
         self._thread = threading.Thread(target=self._run, name=f"mlflow-ws-sweep-{parent_run_id[:8]}", daemon=True)
 
     # ---------------------------------------------------------------- control
     def start(self) -> None:
-        _active.add(self)
+        live_runs.track_controller(self, EXIT_REASON)  # at exit: cancelled before the runs are
         self._thread.start()
+
+    def wait_ended(self, timeout: float) -> bool:
+        return self.ended.wait(timeout)
 
     def request_cancel(self, reason: str) -> None:
         with self.lock:
@@ -334,7 +330,7 @@ class _Controller:
             finally:
                 shutil.rmtree(self._scratch, ignore_errors=True)
                 self.ended.set()
-                _active.discard(self)
+                live_runs.untrack_controller(self)
 
     def _watch_parent(self) -> None:
         """``job cancel`` from another process tags the parent with the reason: cancel the sweep then."""
@@ -402,19 +398,45 @@ class _Controller:
         for trial in sampled:
             with self.lock:
                 self.trials.append(trial)
-            starter = threading.Thread(target=self._start_trial, args=(trial,), daemon=True,
+            started = threading.Event()
+            self._started.append(started)
+            starter = threading.Thread(target=self._start_trial, args=(trial, started), daemon=True,
                                        name=f"mlflow-ws-start-{trial.name[-40:]}")
             starter.start()  # starts run in parallel: a slow start (snapshot, Ray upload) delays no other trial
         self._sync_log_lines()
 
-    def _start_trial(self, trial: SweepTrial) -> None:
-        """Start one trial's job (in its own thread); a trial that cannot start counts as FAILED."""
+    def _start_trial(self, trial: SweepTrial, started: threading.Event) -> None:
+        """Start one trial's job (in its own thread, at most :data:`MAX_STARTING` at once); a trial that
+        cannot start counts as FAILED, one not started before the sweep was cancelled as KILLED."""
+        try:
+            with self._start_slots:
+                handle = self._launch_trial(trial)
+            if handle is None:
+                self._wake.set()
+                return
+            with self.lock:
+                trial.handle, trial.run_id, trial.status = handle, handle.run_id, "RUNNING"
+            self.log.scheduler(f"Successfully scheduled a job. Id='{trial.name}', run id '{handle.run_id}'")
+            if self._cancel_reason is not None:  # cancelled while it started: it must not outlive the sweep
+                self._cancel_in_background(trial, f"sweep cancelled: {self._cancel_reason}")
+        finally:
+            started.set()
+        while not handle.wait_for(3600):  # then wake the controller as soon as the trial ends
+            pass
+        self._wake.set()
+
+    def _launch_trial(self, trial: SweepTrial) -> WatchedRun | None:
+        if self._cancel_reason is not None:
+            with self.lock:
+                trial.status, trial.ended_at = "KILLED", time.time()
+                trial.error = "not started: the sweep was cancelled"
+            return None
         self.log.scheduler(f"Scheduling job, id='{trial.name}'")
         trial.started_at = time.time()
         try:
             job = self.trial_job.model_copy(update={
                 "name": trial.name, "tags": {**self.trial_job.tags, TRIAL_INDEX_TAG: str(trial.index)}})
-            handle = self.launcher(
+            return self.launcher(
                 job, stream=False, workspace=self.workspace,
                 parent_run_id=self.parent_run_id, extra_params=trial.params, search_values=trial.search_values,
                 run_name=trial.name, **self.launch_options,
@@ -423,14 +445,7 @@ class _Controller:
             with self.lock:
                 trial.status, trial.error, trial.ended_at = "FAILED", f"{type(error).__name__}: {error}", time.time()
             self.log.scheduler(f"Failed to schedule job '{trial.name}': {trial.error}", level="ERROR")
-            self._wake.set()
-            return
-        with self.lock:
-            trial.handle, trial.run_id, trial.status = handle, handle.run_id, "RUNNING"
-        self.log.scheduler(f"Successfully scheduled a job. Id='{trial.name}', run id '{handle.run_id}'")
-        while not handle.wait_for(3600):  # then wake the controller as soon as the trial ends
-            pass
-        self._wake.set()
+            return None
 
     def _collect_ended(self) -> None:
         """Record trials that ended (and trials that could not start) and tell the sampler their score."""
@@ -500,8 +515,10 @@ class _Controller:
         if error is not None and reason is None:
             reason = f"the sweep controller failed: {type(error).__name__}: {error}"
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-        while self._active_starting() and time.monotonic() < deadline:  # let trials being started get their run
-            time.sleep(0.1)
+        if reason is not None:
+            self.request_cancel(reason)  # trials still waiting to start are not started
+        for started in list(self._started):  # let trials being started get their run
+            started.wait(max(0.0, deadline - time.monotonic()))
         running = self._running()
         if running:
             self.log.controller(f"Cancelling {len(running)} running job(s): {reason}")
@@ -510,9 +527,10 @@ class _Controller:
                     self._cancel_in_background(trial, f"sweep cancelled: {reason}")
         for trial in running:
             trial.handle.wait_for(max(0.0, deadline - time.monotonic()))
-        for thread in self._cancellers:
+        for thread in list(self._cancellers):
             thread.join(max(0.0, deadline - time.monotonic()))
         self._collect_ended()
+        self._cancel_leftovers(reason)
         status = self._final_status(error)
         tags, metrics = self._result_tags()
         if status == "KILLED" and reason:
@@ -530,9 +548,18 @@ class _Controller:
             self.final_status = status
             self.client.set_terminated(self.parent_run_id, status)
 
-    def _active_starting(self) -> bool:
-        with self.lock:
-            return any(trial.status == "STARTING" for trial in self.trials)
+    def _cancel_leftovers(self, reason: str | None) -> None:
+        """Child runs of the parent still going now (a start or a cancel that did not finish in time)
+        are cancelled through their tags: the sweep never ends with a trial left RUNNING."""
+        try:
+            parent = self.client.get_run(self.parent_run_id)
+            left = control.cancel_children(self.client, parent, f"sweep ended: {reason or 'all trials done'}",
+                                           self.workspace)
+        except Exception as error:
+            _logger.warning("mlflow-workspace: sweep %s: could not check its trials' runs: %s", self.name, error)
+            return
+        if left:
+            self.log.controller(f"Cancelled {left} trial run(s) still going at the end", level="WARNING")
 
     def _final_status(self, error: BaseException | None) -> str:
         if error is not None:
@@ -572,25 +599,6 @@ class _Controller:
 
     def _sync_log_lines(self) -> None:
         self.log_lines = self.log.lines()
-
-
-_exit_hook: list[bool] = []
-
-
-def _register_exit_hook() -> None:
-    """Registered once, after the executors and ``submit_job`` are imported: atexit runs the last
-    registered hook first, so the sweeps stop (no new trials) before those hooks stop the trials."""
-    if not _exit_hook:
-        _exit_hook.append(True)
-        atexit.register(_cancel_unfinished_sweeps)
-
-
-def _cancel_unfinished_sweeps() -> None:
-    """A sweep still going when its process exits is cancelled (parent and trials KILLED), never left RUNNING."""
-    for controller in list(_active):
-        controller.request_cancel("the process that ran the sweep exited")
-    for controller in list(_active):
-        controller.ended.wait(CANCEL_WAIT_SECONDS)
 
 
 __all__ = [

@@ -19,7 +19,8 @@ and every ``{search_space.x}`` / ``${{search_space.x}}`` in ``trial.command`` na
 :meth:`SweepSpec.trial_job` parses it with :func:`~mlflow_workspace_plugin.jobs.loader.command_job_from_mapping`.
 
 Local choices: ``seed`` is also accepted for ``bayesian`` (Optuna's TPE seed, for replayable sweeps);
-a missing ``compute`` means ``local``; ``max_concurrent_trials`` above ``max_total_trials`` is lowered to it.
+a missing ``compute`` means ``local``; ``max_concurrent_trials`` above ``max_total_trials`` is lowered to it;
+a missing ``max_concurrent_trials`` means :func:`default_concurrent_trials` (this machine's CPUs).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -378,6 +380,14 @@ def _sampling(section: SweepJobSection, fail) -> SamplingSettings:
     )
 
 
+def default_concurrent_trials() -> int:
+    """Trials at once when ``max_concurrent_trials`` is not given: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _limits(section: SweepJobSection, fail) -> SweepLimits:
     limits = section.limits or LimitsSection()
     pairs = (("max_total_trials", "max_total_trials"), ("max_concurrent_trials", "max_concurrent_trials"),
@@ -386,7 +396,7 @@ def _limits(section: SweepJobSection, fail) -> SweepLimits:
         if getattr(section, preview) is not None and getattr(limits, current) is not None:
             raise fail(preview, f"given twice: top-level {preview} (preview) and limits.{current}; keep one")
     total = limits.max_total_trials or section.max_total_trials or MAX_TRIALS
-    concurrent = limits.max_concurrent_trials or section.max_concurrent_trials or total
+    concurrent = limits.max_concurrent_trials or section.max_concurrent_trials or default_concurrent_trials()
     if section.timeout_minutes is not None:
         timeout = math.ceil(section.timeout_minutes * 60)
     else:

@@ -1,0 +1,57 @@
+"""``plan``: what a run needs decided before anything exists — its executor (compute target checked),
+its snapshot (limits checked) and so where its files and input data go (a remote run's data travels
+in its source package; a local run works in a private copy).
+
+A door that must place files before it can write the command (a YAML job: inputs, outputs) plans
+first, then hands the plan to :func:`~mlflow_workspace_plugin.execution.launch`, which checks and
+collects nothing twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow_workspace_plugin.capture.snapshot import Snapshot, collect_snapshot
+from mlflow_workspace_plugin.compute.base import Executor
+from mlflow_workspace_plugin.compute.registry import cluster_address, executor_for
+from mlflow_workspace_plugin.workspace import Workspace
+
+__all__ = ["Plan", "check_target", "cluster_address", "plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The executor of a run's compute target and the snapshot of its source folder."""
+
+    executor: Executor
+    snapshot: Snapshot
+
+    @property
+    def is_remote(self) -> bool:
+        """The run executes elsewhere: it goes on when this process ends; its data must travel."""
+        return self.executor.is_remote
+
+    def moved_to(self, root: Path) -> Plan:
+        """The same plan for an exact copy of the snapshot's files at ``root`` (a private working copy)."""
+        return dataclasses.replace(self, snapshot=dataclasses.replace(self.snapshot, root=Path(root)))
+
+    def collected_at(self, root: Path) -> Plan:
+        """The same executor with the snapshot of another folder (limits checked again)."""
+        return dataclasses.replace(self, snapshot=collect_snapshot(Path(root)))
+
+
+def plan(compute: str, source_dir: Path, workspace: Workspace) -> Plan:
+    """Check compute target ``compute`` of ``workspace`` and the snapshot of ``source_dir``."""
+    executor = executor_for(compute, workspace)
+    return Plan(executor=executor, snapshot=collect_snapshot(Path(source_dir)))
+
+
+def check_target(compute: str, workspace: Workspace, *, reachable: bool = True) -> Executor:
+    """The executor of ``compute``, its settings valid and (remote, with ``reachable``) answering: for
+    controllers that check their runs' target before their own run exists."""
+    executor = executor_for(compute, workspace)
+    if reachable and executor.is_remote:
+        executor.check_reachable()
+    return executor
