@@ -52,3 +52,10 @@ def artifact_paths(client, run_id: str, path: str | None = None) -> list[str]:
 
 def read_artifact(client, run_id: str, path: str) -> str:
     return Path(client.download_artifacts(run_id, path)).read_text(encoding="utf-8")
+
+
+def write_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (parents created); returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -42,7 +42,7 @@ from packaging.utils import canonicalize_name
 
 from mlflow_workspace_plugin import local_workspace
 from mlflow_workspace_plugin.environments.errors import EnvironmentProblem
-from mlflow_workspace_plugin.reliable.filelock import ProcessLock
+from mlflow_workspace_plugin.file_lock import ProcessLock
 
 LAYOUT = 1  # bump when the venv layout changes: old venvs are then rebuilt under new keys
 MARKER = "mlflow-workspace-env.json"

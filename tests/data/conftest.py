@@ -47,12 +47,6 @@ def write_config(tmp_path, monkeypatch):
     return write
 
 
-def write_file(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def http_files(tmp_path_factory):
     """``(base_url, folder)``: a real http.server on 127.0.0.1 serving ``folder``."""

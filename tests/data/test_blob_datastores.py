@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from azurite import ACCOUNT
-from conftest import write_file
+from helpers import write_file
 from mlflow import MlflowClient
 
 from mlflow_workspace_plugin.execution import live_runs

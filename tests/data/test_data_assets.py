@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import write_file
+from helpers import write_file
 from mlflow import MlflowClient
 
 from mlflow_workspace_plugin.assets.data import create_data_asset, resolve_data

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import write_file
+from helpers import write_file
 
 from mlflow_workspace_plugin.errors import WorkspaceConfigError
 from mlflow_workspace_plugin.jobs import DataInput

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import mlflow.artifacts
 import pytest
-from conftest import step, write_pipeline
 from mlflow import MlflowClient
+from pipeline_files import step, write_pipeline
 
 from mlflow_workspace_plugin import local_workspace
 from mlflow_workspace_plugin.jobs.pipeline.report import step_runs

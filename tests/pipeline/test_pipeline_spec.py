@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import step, write_pipeline
+from pipeline_files import step, write_pipeline
 
 from mlflow_workspace_plugin.jobs.errors import JobSpecError
 from mlflow_workspace_plugin.jobs.pipeline import Upstream, load_pipeline

@@ -9,8 +9,8 @@ from pathlib import Path
 import mlflow.artifacts
 import pytest
 import yaml
-from conftest import step, write_pipeline
 from mlflow import MlflowClient
+from pipeline_files import step, write_pipeline
 
 from mlflow_workspace_plugin.jobs.pipeline import load_pipeline, run_pipeline
 from mlflow_workspace_plugin.jobs.pipeline.report import step_runs
