@@ -67,12 +67,14 @@ def test_head_and_two_workers_register_on_loopback_with_their_own_resources(ray_
 def test_job_asking_for_a_custom_resource_runs_on_that_node(ray_multinode):
     client = _client(ray_multinode)
     b = ray_multinode.workers[0]
-    job_id = client.submit_job(entrypoint=f"{sys.executable} -c \"print('on node b')\"",
+    # plain `python`: the worker node's PATH must find the interpreter that has Ray (and the plugin)
+    job_id = client.submit_job(entrypoint="python -c \"import ray, sys; print('on node b', sys.executable)\"",
                                entrypoint_resources={"node_b": 1})
     status = _wait_job(client, job_id)
-    assert status == "SUCCEEDED", client.get_job_logs(job_id)
+    logs = client.get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs
     assert client.get_job_info(job_id).driver_node_id == b.node_id
-    assert "on node b" in client.get_job_logs(job_id)
+    assert f"on node b {sys.executable}" in logs
 
 
 def test_strict_spread_placement_group_puts_one_bundle_on_each_node(ray_multinode, tmp_path):
