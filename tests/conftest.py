@@ -66,6 +66,24 @@ def ray_head(tmp_path_factory):
         head.stop()
 
 
+@pytest.fixture(scope="session")
+def ray_multinode(tmp_path_factory):
+    """One real multi-node Ray cluster on loopback shared by the tests that need several nodes: a head
+    (1 CPU) and two worker nodes (1 CPU each) with custom resources ``node_b`` / ``node_c`` of their own."""
+    pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
+    from mlflow_workspace_plugin.compute.ray_nodes import FAST_NODE_DEATH_ENV, LoopbackCluster
+
+    env = {**FAST_NODE_DEATH_ENV, "RUNTIME_ENV_RETRY_TIMES": "1",
+           "MLFLOW_WORKSPACE_HOME": str(tmp_path_factory.mktemp("ray-multinode-home"))}
+    workers = [{"num_cpus": 1, "resources": {"node_b": 1}, "node_name": "node-b"},
+               {"num_cpus": 1, "resources": {"node_c": 1}, "node_name": "node-c"}]
+    cluster = LoopbackCluster(head_cpus=1, workers=workers, env=env).start(timeout=240)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def ray_workspace(ray_head, tmp_path, monkeypatch) -> str:
     """A local workspace (reachable by the jobs: same machine) with the Ray targets; returns its
