@@ -315,3 +315,14 @@ def job_submission_client_class(timeout_for: Callable[[str], float]) -> type:
             return super()._do_request(method, endpoint, **kwargs)
 
     return TimeoutJobSubmissionClient
+
+
+def start_ray_worker_node(**params: Any) -> Any:
+    """Start a Ray worker node in this process through Ray's node API (``ray._private.node.Node`` with
+    ``ray._private.parameter.RayParams(**params)``, ``head=False``), as ``ray.cluster_utils.Cluster`` does
+    (Ray 2.60): ``ray start --address`` refuses a loopback worker while single-node mode keeps
+    everything on 127.0.0.1. Returns the node (``kill_all_processes`` stops it)."""
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+
+    return Node(RayParams(**params), head=False, shutdown_at_exit=True, spawn_reaper=True)

@@ -9,8 +9,8 @@ API, the way ``ray.cluster_utils.Cluster`` adds nodes: a small launcher process 
 and sleeps; its raylet, agents and workers are its descendants, so stopping its session stops the
 node. Every socket stays on 127.0.0.1.
 
-This is the only module that imports Ray's private node API (``ray._private.node.Node``,
-``ray._private.parameter.RayParams``); it moves to the compatibility module once that exists.
+Ray's private node API (``ray._private.node.Node``, ``RayParams``) is reached through
+:func:`mlflow_workspace_plugin.mlflow_compat.start_ray_worker_node`.
 """
 
 from __future__ import annotations
@@ -205,10 +205,9 @@ def alive_node_ids(address: str) -> set[str]:
 
 def _run_node(spec: dict[str, Any]) -> None:
     """The launcher: start a worker node from ``spec`` and keep it until SIGTERM."""
-    from ray._private.node import Node
-    from ray._private.parameter import RayParams
+    from mlflow_workspace_plugin.mlflow_compat import start_ray_worker_node
 
-    params = RayParams(
+    node = start_ray_worker_node(
         gcs_address=spec["gcs_address"], node_ip_address=LOOPBACK, node_name=spec["node_name"],
         num_cpus=spec["num_cpus"], num_gpus=spec["num_gpus"], resources=spec["resources"], temp_dir=spec["temp_dir"],
         min_worker_port=0, max_worker_port=0, node_manager_port=0,
@@ -218,7 +217,6 @@ def _run_node(spec: dict[str, Any]) -> None:
         metrics_agent_port=spec["metrics_agent_port"], metrics_export_port=spec["metrics_export_port"],
         runtime_env_agent_port=spec["runtime_env_agent_port"],
     )
-    node = Node(params, head=False, shutdown_at_exit=True, spawn_reaper=True)
 
     def _stop(signum, frame) -> None:
         node.kill_all_processes(check_alive=False, allow_graceful=True)
