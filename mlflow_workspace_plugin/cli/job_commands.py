@@ -45,22 +45,22 @@ def job() -> None:
 def create(file_path: str, overrides: tuple[str, ...], name: str | None, stream: bool, web: bool,
            env_manager: str | None) -> None:
     """Create (submit) a job; prints its name."""
-    from mlflow_workspace_plugin.jobs.loader import load_job
+    from mlflow_workspace_plugin.jobs.loader import load_any_job
     from mlflow_workspace_plugin.workspace import Workspace
 
-    if _yaml_type(file_path, overrides) in ("sweep", "sweep_job"):  # a sweep job: jobs/sweep/commands.py
+    spec = load_any_job(file_path, overrides, name=name)  # any job type; bad input fails here
+    on_start = (lambda run_id: _show_web(_client(), run_id)) if web else None
+    kind = type(spec).__name__
+    if kind == "SweepSpec":  # a sweep job: jobs/sweep/commands.py
         from mlflow_workspace_plugin.jobs.sweep.commands import create_sweep
 
-        on_start = (lambda run_id: _show_web(_client(), run_id)) if web else None
         raise SystemExit(create_sweep(file_path, overrides, name, stream=stream, env_manager=env_manager,
-                                      on_start=on_start))
-    if _yaml_type(file_path, overrides) == "pipeline":  # a pipeline job: jobs/pipeline/commands.py
+                                      on_start=on_start, spec=spec))
+    if kind == "PipelineSpec":  # a pipeline job: jobs/pipeline/commands.py
         from mlflow_workspace_plugin.jobs.pipeline.commands import create_pipeline
 
-        on_start = (lambda run_id: _show_web(_client(), run_id)) if web else None
         raise SystemExit(create_pipeline(file_path, overrides, name, stream=stream, env_manager=env_manager,
-                                         on_start=on_start))
-    spec = load_job(file_path, overrides, name=name)
+                                         on_start=on_start, spec=spec))
     workspace = Workspace.from_config()
     if stream:
         raise SystemExit(_create_streaming(spec, workspace, web, env_manager))
@@ -288,20 +288,6 @@ def job_record(client: MlflowClient, run: Run) -> dict:
         "source_file": tags.get(job_names.JOB_FILE_TAG),
         "location": run_location(client, run.info.run_id),
     }
-
-
-def _yaml_type(file_path: str, overrides: tuple[str, ...]) -> str | None:
-    """The YAML's ``type`` after ``--set`` (None when unreadable: the loader then says why)."""
-    from mlflow_workspace_plugin.jobs.errors import JobSpecError
-    from mlflow_workspace_plugin.jobs.loader import read_yaml_mapping
-    from mlflow_workspace_plugin.jobs.overrides import apply_overrides
-
-    try:
-        raw = read_yaml_mapping(Path(file_path).expanduser().resolve(), shown_file=file_path)
-        raw, _ = apply_overrides(raw, overrides, source_file=file_path)
-    except JobSpecError:
-        return None
-    return raw.get("type")
 
 
 def _field(record: dict, query: str):

@@ -9,7 +9,7 @@ placeholders; :mod:`.inputs` materialises inputs; :mod:`.distribution` gives per
 from mlflow_workspace_plugin.jobs.distribution import ProcessSlot, plan_job, require_mpirun
 from mlflow_workspace_plugin.jobs.errors import JobInputError, JobLaunchError, JobSpecError
 from mlflow_workspace_plugin.jobs.inputs import command_values, describe_io, materialize_input, prepare_outputs
-from mlflow_workspace_plugin.jobs.loader import command_job_from_mapping, load_job
+from mlflow_workspace_plugin.jobs.loader import command_job_from_mapping, load_any_job, load_job
 from mlflow_workspace_plugin.jobs.placeholders import Placeholder, find_placeholders, render_command
 from mlflow_workspace_plugin.jobs.spec import (
     CommandJob,
@@ -51,6 +51,7 @@ __all__ = [
     "command_values",
     "describe_io",
     "find_placeholders",
+    "load_any_job",
     "load_job",
     "materialize_input",
     "plan_job",

@@ -38,6 +38,27 @@ def load_job(path: str | Path, overrides: Sequence[str] = (), name: str | None =
     return command_job_from_mapping(raw, source_file, shown_file=shown, name=name, overridden=applied)
 
 
+def load_any_job(path: str | Path, overrides: Sequence[str] = (), name: str | None = None) -> Any:
+    """The job in ``path``, whatever its type: a :class:`CommandJob`, a ``SweepSpec`` (``type: sweep``)
+    or a ``PipelineSpec`` (``type: pipeline``), with ``--set`` ``overrides`` applied (``name`` names a
+    command job; sweeps and pipelines take theirs when they start). The one loader of the jobs door:
+    every mistake raises :class:`JobSpecError` here, before anything starts."""
+    shown = str(path)
+    source_file = Path(path).expanduser().resolve()
+    raw = read_yaml_mapping(source_file, shown_file=shown)
+    raw, applied = apply_overrides(raw, overrides, source_file=shown)
+    kind = raw.get("type")
+    if kind in ("sweep", "sweep_job"):
+        from mlflow_workspace_plugin.jobs.sweep.spec import sweep_from_mapping
+
+        return sweep_from_mapping(raw, source_file, shown_file=shown)
+    if kind == "pipeline":
+        from mlflow_workspace_plugin.jobs.pipeline.spec import pipeline_from_mapping
+
+        return pipeline_from_mapping(raw, source_file, shown)
+    return command_job_from_mapping(raw, source_file, shown_file=shown, name=name, overridden=applied)
+
+
 def command_job_from_mapping(
     raw: Any,
     source_file: Path,

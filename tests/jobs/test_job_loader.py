@@ -598,3 +598,16 @@ def test_error_names_the_file_as_given(write_job):
     assert error.value.message.startswith(f"{path}: compute: ")
     assert error.value.source_file == str(path)
     assert Path(error.value.source_file).name == "job.yml"
+
+
+def test_one_loader_returns_every_job_type():
+    from mlflow_workspace_plugin.jobs import load_any_job
+    from mlflow_workspace_plugin.jobs.pipeline import PipelineSpec
+    from mlflow_workspace_plugin.jobs.sweep.spec import SweepSpec
+
+    assert isinstance(load_any_job(EXAMPLES / "iris" / "job.yml"), CommandJob)
+    assert isinstance(load_any_job(EXAMPLES / "sweep" / "job-sweep.yml"), SweepSpec)
+    assert isinstance(load_any_job(EXAMPLES / "pipeline" / "pipeline.yml"), PipelineSpec)
+    assert load_any_job(EXAMPLES / "iris" / "job.yml", ["inputs.kernel=rbf"]).inputs["kernel"].value == "rbf"
+    with pytest.raises(JobSpecError, match="jobs.prep"):
+        load_any_job(EXAMPLES / "pipeline" / "pipeline.yml", ["jobs.prep.inputs.test_fraction=2.0"])

@@ -18,16 +18,17 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_workspace_plugin.jobs.job_names import generate_job_name
 from mlflow_workspace_plugin.jobs.pipeline.controller import PipelineHandle, run_pipeline
-from mlflow_workspace_plugin.jobs.pipeline.spec import load_pipeline
+from mlflow_workspace_plugin.jobs.pipeline.spec import PipelineSpec, load_pipeline
 from mlflow_workspace_plugin.jobs.states import job_state
 from mlflow_workspace_plugin.jobs.sweep.commands import INTERRUPTED_EXIT_CODE, _send, cancel_with_recorded_reason
 from mlflow_workspace_plugin.jobs.sweep.commands import exit_code as _exit_code
 
 
 def create_pipeline(file_path: str, overrides: Sequence[str], name: str | None, *, stream: bool,
-                    env_manager: str | None = None, on_start: Callable[[str], None] | None = None) -> int:
+                    env_manager: str | None = None, on_start: Callable[[str], None] | None = None,
+                    spec: PipelineSpec | None = None) -> int:
     """``job create`` of a pipeline; returns the exit code."""
-    spec = load_pipeline(file_path, overrides)  # bad input fails here, before anything starts
+    spec = spec or load_pipeline(file_path, overrides)  # bad input fails here, before anything starts
     if stream:
         return _run_in_foreground(spec, name, env_manager, on_start)
     from mlflow_workspace_plugin.jobs.detached import start_supervisor

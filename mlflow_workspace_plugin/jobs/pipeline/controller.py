@@ -36,6 +36,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
 from mlflow_workspace_plugin.env_settings import env_number
@@ -69,7 +70,7 @@ STEPS_TAG = "azureml.pipeline.steps"
 OUTPUTS_TAG = "azureml.pipeline.outputs"
 PROBLEM_TAG = "azureml.pipeline.problem"
 GRAPH_ARTIFACT = "pipeline/graph.json"
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = MLFLOW_PARENT_RUN_ID  # MLflow's own tag name
 ENDED = ("FINISHED", "FAILED", "KILLED")
 _STAND_IN_RUN = "0" * 32  # validation only: the upstream run a step will read from is not known yet
 

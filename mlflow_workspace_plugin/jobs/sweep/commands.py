@@ -26,16 +26,17 @@ from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG
 from mlflow_workspace_plugin.jobs.job_names import generate_job_name
 from mlflow_workspace_plugin.jobs.states import job_state
 from mlflow_workspace_plugin.jobs.sweep.controller import SweepHandle, run_sweep
-from mlflow_workspace_plugin.jobs.sweep.spec import load_sweep
+from mlflow_workspace_plugin.jobs.sweep.spec import SweepSpec, load_sweep
 
 INTERRUPTED_EXIT_CODE = 130
 INTERRUPTED_REASON = "interrupted (Ctrl-C / SIGTERM)"
 
 
 def create_sweep(file_path: str, overrides: Sequence[str], name: str | None, *, stream: bool,
-                 env_manager: str | None = None, on_start: Callable[[str], None] | None = None) -> int:
+                 env_manager: str | None = None, on_start: Callable[[str], None] | None = None,
+                 spec: SweepSpec | None = None) -> int:
     """``job create`` of a sweep; returns the exit code. ``on_start(parent_run_id)`` runs once the sweep exists."""
-    spec = load_sweep(file_path, overrides)  # bad input fails here, before anything starts
+    spec = spec or load_sweep(file_path, overrides)  # bad input fails here, before anything starts
     if stream:
         return _run_in_foreground(spec, name, env_manager, on_start)
     report = start_supervisor(file_path, overrides, name or spec.name or generate_job_name(), env_manager)

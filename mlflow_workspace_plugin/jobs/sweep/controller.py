@@ -40,6 +40,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.time import get_current_time_millis
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
@@ -69,7 +70,7 @@ CANCEL_WAIT_SECONDS = 90.0  # how long the end of the sweep waits for cancelled 
 MAX_STARTING = 4  # trials being started at once (run creation, snapshot, process start); the others wait
 EXIT_REASON = "the process that ran the sweep exited"
 
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = MLFLOW_PARENT_RUN_ID  # MLflow's own tag name
 TRIAL_INDEX_TAG = "azureml.sweep.trial_index"
 SUMMARY_TAG = "azureml.sweep.summary"
 PROBLEM_TAG = "azureml.sweep.problem"
