@@ -32,7 +32,7 @@ def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan |
     global state changes; ``plan`` (from :func:`~mlflow_workspace_plugin.execution.plan.plan`) is
     what the door checked already. If starting fails after the run exists, the run ends FAILED
     (KILLED on Ctrl-C) and the error propagates. The run is tracked (:mod:`.live_runs`) until it
-    ends; its ``private_dir`` is removed then.
+    ends; its ``private_dir`` is removed then (a remote run's once it started: the cluster has the package).
     """
     workspace = workspace or Workspace.from_config()
     if plan is None or plan.executor.target.name != request.compute:
@@ -61,11 +61,17 @@ def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan |
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
-    try:
-        executor.record_identity(client, handle)
-    except Exception as exc:  # only a cancel from another process needs it
-        _logger.warning("mlflow-workspace: could not record where run %s runs: %s", run_id, exc)
     live_runs.track(handle, remote=executor.is_remote, cleanup=_at_end(handle, request))
+    try:
+        if executor.is_remote and request.private_dir is not None:  # its package is on the cluster now
+            shutil.rmtree(request.private_dir, ignore_errors=True)
+        try:
+            executor.record_identity(client, handle)
+        except Exception as exc:  # only a cancel from another process needs it
+            _logger.warning("mlflow-workspace: could not record where run %s runs: %s", run_id, exc)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) just after it started: it ends KILLED
+        handle.cancel()
+        raise
     return handle
 
 

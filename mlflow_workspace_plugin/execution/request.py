@@ -18,7 +18,7 @@ class RunRequest:
     ``tracking_uri`` None means "the workspace of ``Workspace.from_config()``": it becomes MLflow's
     tracking URI at launch, after validation, and the experiment (``experiment_name``, else
     ``experiment_id``) is resolved there. ``existing_run_id`` reuses a run created by the caller.
-``private_dir`` is removed when the run has ended (a remote run still going at exit keeps it).
+``private_dir`` is removed when the run has ended, a remote run's once it started (the cluster has its package).
     """
 
     source_dir: Path                                   # working directory and snapshot root

@@ -46,18 +46,23 @@ class WorkspaceProjectBackend(AbstractBackend):
         # From the CLI: SIGTERM acts like Ctrl-C from the start (no window leaves an orphan run);
         # the plugin's own errors become one line; the run is waited for and its exit code kept.
         with sigterm_as_interrupt():
+            handle = None
             try:
                 handle = launch(*self._request(project_uri, entry_point, params, version, backend_config,
                                                tracking_uri, experiment_id, from_cli=True))
+                return _run_in_foreground(handle)
             except MlflowException as exc:
                 if isinstance(exc, ExecutionException):
                     raise
                 raise ExecutionException(exc.message) from None
-            except KeyboardInterrupt:  # while starting: the lifecycle stopped it and recorded KILLED
-                _logger.error("=== Interrupted while starting: nothing is left running "
-                              "(a created run is recorded KILLED) ===")
+            except KeyboardInterrupt:
+                if handle is not None:  # between the start and the wait: cancel it like the wait does
+                    handle.cancel()
+                    print_final_line(handle)
+                else:  # while starting: the lifecycle stopped it and recorded KILLED
+                    _logger.error("=== Interrupted while starting: nothing is left running "
+                                  "(a created run is recorded KILLED) ===")
                 raise SystemExit(INTERRUPTED_EXIT_CODE) from None
-            return _run_in_foreground(handle)
 
     def _request(self, project_uri, entry_point, params, version, backend_config, tracking_uri,
                  experiment_id, from_cli: bool) -> tuple[RunRequest, Workspace]:
