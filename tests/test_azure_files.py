@@ -181,9 +181,13 @@ def test_a_sweep_warns_once_not_once_per_trial(tmp_path, isolated_workspace):
     assert cli("init", "--from", ".", cwd=project).returncode == 0
     result = cli("job", "create", "-f", str(sweep_file), "--stream", "--name", "sw", cwd=project)
     assert result.returncode == 0, result.stderr
-    environment = [line for line in result.stderr.splitlines() if "is not used" in line]
+    environment = [line.split("mlflow-workspace: ", 1)[1] for line in result.stderr.splitlines()
+                   if "WARNING" in line and "environment curated sklearn-1.5" in line]
     ignored = [line for line in result.stderr.splitlines() if "ignored here" in line]
-    assert len(environment) == 1, result.stderr
+    assert len(environment) == len(set(environment)), result.stderr  # each once, not once per trial
+    if sys.version_info[:2] != (3, 10):  # published for 3.10: said once; its ~= pins widened once to fit this Python
+        assert len(environment) == 2 and "widened to the same major release" in environment[1], result.stderr
+        assert "numpy~=1.22.0" in environment[1] and "cryptography" not in environment[1]
     assert len(ignored) == 1 and "trial.services" in ignored[0], result.stderr
     # job show names the sweep's compute as it names a command job's (not azureml:cpu-cluster)
     assert cli("job", "show", "-n", "sw", "--query", "compute", cwd=project).stdout.strip() == "cpu-cluster"

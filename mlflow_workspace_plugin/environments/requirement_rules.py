@@ -26,6 +26,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import Specifier, SpecifierSet
+from packaging.version import Version
 
 from mlflow_workspace_plugin.environments.errors import EnvironmentProblem
 
@@ -117,3 +119,38 @@ def _local_path(text: str, bad: str, code_dir: Path | None) -> str:
     if not target.exists():
         raise EnvironmentProblem(f"{bad}: {target} does not exist")
     return str(target)
+
+
+def relax_compatible_pins(requirements: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the requirements with each ``~=X.Y.Z`` widened to ``>=X.Y.Z,<X+1``, the requirements widened).
+
+    For an environment published for another Python: its patch-level pins (``numpy~=1.22.0``) can name
+    releases without wheels or resolvable together for this one; the same major release keeps the API.
+    ``==`` pins, ``0.x`` pins (a minor release may break there), URLs and local paths are kept as written.
+    """
+    result: list[str] = []
+    widened: list[str] = []
+    for text in requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:  # a local path (checked already)
+            result.append(text)
+            continue
+        specifiers = [str(spec) for spec in requirement.specifier]
+        wider = [_widen(spec) for spec in requirement.specifier]
+        if requirement.url or wider == specifiers:
+            result.append(text)
+            continue
+        requirement.specifier = SpecifierSet(",".join(wider))
+        result.append(str(requirement))
+        widened.append(text)
+    return tuple(result), tuple(widened)
+
+
+def _widen(spec: Specifier) -> str:
+    if spec.operator != "~=":
+        return str(spec)
+    version = Version(spec.version)
+    if version.major == 0 or len(version.release) < 3:  # ~=1.2 is >=1.2,<2 already
+        return str(spec)
+    return f">={spec.version},<{version.major + 1}"

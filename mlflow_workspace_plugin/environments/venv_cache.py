@@ -111,6 +111,12 @@ def environment_key(requirements: Iterable[str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def is_built(requirements: Iterable[str], root: Path | None = None) -> bool:
+    """Whether the cached venv of ``requirements`` is ready (reusable without a build)."""
+    root = Path(root) if root is not None else cache_root()
+    return _is_current(root / environment_key(dict.fromkeys(requirements)))
+
+
 def ensure_environment(requirements: Iterable[str], *, description: str, builder: str | None = None,
                        progress: Progress | None = None, root: Path | None = None) -> CachedEnvironment:
     """The cached venv of ``requirements`` (already checked by :mod:`.requirement_rules`), built if needed.

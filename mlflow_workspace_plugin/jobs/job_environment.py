@@ -42,8 +42,9 @@ from mlflow_workspace_plugin.compute.environment import (
 )
 from mlflow_workspace_plugin.environments import containers
 from mlflow_workspace_plugin.environments.errors import EnvironmentProblem
+from mlflow_workspace_plugin.environments.requirement_rules import relax_compatible_pins
 from mlflow_workspace_plugin.environments.resolve import ResolvedEnvironment, resolve_inline, resolve_reference
-from mlflow_workspace_plugin.environments.venv_cache import PIP, ensure_environment
+from mlflow_workspace_plugin.environments.venv_cache import PIP, CachedEnvironment, ensure_environment, is_built
 from mlflow_workspace_plugin.environments.venv_cache import UV as UV_BUILDER
 from mlflow_workspace_plugin.jobs.errors import JobLaunchError, JobSpecError
 from mlflow_workspace_plugin.jobs.spec import CommandJob
@@ -57,6 +58,7 @@ FALLBACK_HINT = ("run it in the current Python environment instead with --env-ma
 _RUN_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN",
                   "MLFLOW_TRACKING_INSECURE_TLS", "PYTHONUNBUFFERED")
 _warned: set[str] = set()
+_unsatisfiable: set[tuple[str, ...]] = set()  # requirement sets uv / pip could not install here (this process)
 
 
 def choose_env_manager(requested: str | None) -> str | None:
@@ -125,18 +127,46 @@ def job_environment(job: CommandJob, *, remote: bool, target: str, env_manager: 
     mismatch = resolved.python_mismatch()
     if mismatch:
         once(f"{job.source_file}: {mismatch}")
-    try:
-        built = ensure_environment(resolved.requirements, description=resolved.description,
-                                   builder=PIP if manager == VIRTUALENV else (UV_BUILDER if manager == UV else None))
-    except EnvironmentProblem as exc:
-        raise JobLaunchError.at(job.source_file, "environment",
-                                f"{resolved.description} cannot be installed: {exc.message}\n"
-                                f"To go on: fix or relax the pins, or {FALLBACK_HINT}") from None
+    built = _build(job, resolved, PIP if manager == VIRTUALENV else (UV_BUILDER if manager == UV else None),
+                   relax=mismatch is not None, warn=once)
     kind = UV if built.builder == UV_BUILDER else VIRTUALENV
     activate = shlex.quote(str(built.bin_dir / "activate"))
     prepared = PreparedEnvironment(kind, [f"source {activate}"])
     return (EnvironmentSpec(kind=kind, prepare=lambda run_id: prepared),
             f"{kind}: {resolved.description} ({built.path.name})")
+
+
+def _build(job: CommandJob, resolved: ResolvedEnvironment, builder: str | None, *, relax: bool,
+           warn: Callable[[str], None]) -> CachedEnvironment:
+    """The cached venv of ``resolved``. ``relax`` (it was published for another Python): when its pins
+    cannot be installed together here, once more with ``~=X.Y.Z`` pins widened to the same major release
+    (:func:`relax_compatible_pins`), one warning naming them."""
+    relaxed, widened = relax_compatible_pins(resolved.requirements) if relax else (resolved.requirements, ())
+    known_bad = resolved.requirements in _unsatisfiable or (is_built(relaxed) and not is_built(resolved.requirements))
+    if widened and known_bad:  # found out before (this process, or the widened venv is cached)
+        return _build_relaxed(job, resolved, builder, relaxed, widened, warn)
+    try:
+        return ensure_environment(resolved.requirements, description=resolved.description, builder=builder)
+    except EnvironmentProblem as exc:
+        if not widened:
+            raise _cannot_install(job, resolved, exc) from None
+        _unsatisfiable.add(resolved.requirements)
+    return _build_relaxed(job, resolved, builder, relaxed, widened, warn)
+
+
+def _build_relaxed(job: CommandJob, resolved: ResolvedEnvironment, builder: str | None, relaxed: tuple[str, ...],
+                   widened: tuple[str, ...], warn: Callable[[str], None]) -> CachedEnvironment:
+    warn(f"{job.source_file}: environment {resolved.description}'s pins cannot be installed together on Python "
+         f"{sys.version.split()[0]}; widened to the same major release: {', '.join(widened)}")
+    try:
+        return ensure_environment(relaxed, description=f"{resolved.description} (pins widened)", builder=builder)
+    except EnvironmentProblem as exc:
+        raise _cannot_install(job, resolved, exc) from None
+
+
+def _cannot_install(job: CommandJob, resolved: ResolvedEnvironment, exc: EnvironmentProblem) -> JobLaunchError:
+    return JobLaunchError.at(job.source_file, "environment", f"{resolved.description} cannot be installed: "
+                             f"{exc.message}\nTo go on: fix or relax the pins, or {FALLBACK_HINT}")
 
 
 def build_ahead(job: CommandJob, workspace: Workspace, env_manager: str | None,

@@ -13,7 +13,11 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_workspace_plugin.environments import curated
 from mlflow_workspace_plugin.environments.errors import EnvironmentProblem
-from mlflow_workspace_plugin.environments.requirement_rules import MAX_REQUIREMENTS, check_requirements
+from mlflow_workspace_plugin.environments.requirement_rules import (
+    MAX_REQUIREMENTS,
+    check_requirements,
+    relax_compatible_pins,
+)
 from mlflow_workspace_plugin.environments.resolve import resolve_inline, resolve_reference
 from mlflow_workspace_plugin.jobs import load_job, submit_job
 
@@ -132,6 +136,17 @@ def test_allowed_lines_and_local_paths_inside_the_code_folder(tmp_path):
         check_requirements(["./wheels/pkg-1.0-py3-none-any.whl"], source="s", code_dir=None)
     with pytest.raises(EnvironmentProblem, match=f"more than {MAX_REQUIREMENTS} requirements"):
         check_requirements([f"pkg{i}" for i in range(MAX_REQUIREMENTS + 1)], source="s", code_dir=tmp_path)
+
+
+def test_widening_for_another_python_keeps_exact_pins_markers_and_zero_majors():
+    relaxed, widened = relax_compatible_pins([
+        "pandas~=1.5.3", "numpy~=1.22.0", "cryptography==48.0.1", "pyarrow>=23.0.1", "scipy~=1.10",
+        'x[extra]~=2.1.4; python_version < "3.12"', "y~=0.4.1", "w @ https://example.com/w-1-py3-none-any.whl"])
+    assert relaxed == ("pandas<2,>=1.5.3", "numpy<2,>=1.22.0", "cryptography==48.0.1", "pyarrow>=23.0.1",
+                       "scipy~=1.10", 'x[extra]<3,>=2.1.4; python_version < "3.12"', "y~=0.4.1",
+                       "w @ https://example.com/w-1-py3-none-any.whl")
+    assert widened == ("pandas~=1.5.3", "numpy~=1.22.0", 'x[extra]~=2.1.4; python_version < "3.12"')
+    assert relax_compatible_pins(["scikit-learn", "/abs/wheel.whl"]) == (("scikit-learn", "/abs/wheel.whl"), ())
 
 
 def test_conda_files_that_read_outside_or_are_malformed(tmp_path):
