@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from mlflow_workspace_plugin.capture.snapshot import collect_snapshot
 from mlflow_workspace_plugin.capture.source_package import build_source_zip
 from mlflow_workspace_plugin.capture.uploads import snapshot_upload_files, stage_snapshot
 
-CANARY = "canary-7f3a9c-never-leaves"
-OUTSIDE_SECRET = "outside-secret-4b1e"
+# made at import, so no file (this one included, inside another job's package on a shared Ray) holds them
+CANARY = f"canary-{uuid.uuid4().hex}"
+OUTSIDE_SECRET = f"outside-secret-{uuid.uuid4().hex}"
 CLI = [sys.executable, "-m", "mlflow_workspace_plugin.cli"]
 OUT_LINKS = {"env.txt", "passwd", "etc", "chain", "hop", "up", "loop"}
 IN_LINKS = {"data.csv": "real/data.csv", "latest": "real", "abs_inside": "real/data.csv"}
