@@ -4,6 +4,7 @@ projects and reading what a run stored."""
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,13 @@ from mlflow_workspace_plugin.ports import free_port  # noqa: F401 - the one free
 from mlflow_workspace_plugin.testing.servers import stop_process  # noqa: F401 - shared with the benchmarks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a child a test sends Ctrl-C: SIGINT handled as in a terminal. A shell without job
+    control (CI's ``bash .ci/run &``, ``nohup``) starts background commands with SIGINT ignored, and every
+    process the test suite starts would inherit that; a terminal user's command has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_project(root: Path, script: str, *, parameters: str = "", command: str | None = None,

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from helpers import write_project
+from helpers import as_from_a_terminal, write_project
 from mlflow import MlflowClient
 
 from mlflow_workspace_plugin import Workspace
@@ -92,9 +92,8 @@ def test_cli_interrupt_kills_run(tmp_path, sig):
     project = write_project(tmp_path / "proj", script)
     command = [*MLFLOW_CLI, "run", str(project), "--backend", "azureml", "--env-manager", "local",
                "--backend-config", '{"USE_CONDA": false}']
-    # a shell may start test processes with SIGINT ignored; a terminal user's `mlflow run` has it
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=as_from_a_terminal)
     try:
         deadline = time.time() + 90
         for line in proc.stdout:

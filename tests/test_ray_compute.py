@@ -20,7 +20,7 @@ from mlflow.exceptions import ExecutionException, MlflowException
 pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]'): "
                                                  "Ray compute tests need a real Ray head")
 
-from helpers import artifact_paths, read_artifact, write_project  # noqa: E402
+from helpers import artifact_paths, as_from_a_terminal, read_artifact, write_project  # noqa: E402
 from ray_cluster import compute_targets, job_client, wait_for_log, write_workspace  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -206,6 +206,15 @@ def test_unreachable_cluster_fails_fast_naming_address_before_any_run(ray_worksp
         ({"type": "ray", "address": "http://127.0.0.1:1", "address_env": "X"}, "cannot be combined"),
         ({"type": "ray", "address_env": "MLFLOW_WS_TEST_UNSET_ADDRESS"}, "$MLFLOW_WS_TEST_UNSET_ADDRESS is not set"),
         ({"type": "slurm"}, "supported compute types: ray"),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "instance_types": ["Standard_NC6"]},
+         "'compute.bad.instance_types' = ['Standard_NC6'] must be an object"),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "instance_types": {"big": {"gpu": 1}}},
+         "instance_types.big.gpu is not recognised; allowed: cpus"),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "instance_types": {"big": {"cpus": -2}}},
+         "instance_types.big.cpus = -2 must be a number >= 0"),
+        ({"type": "ray", "address": "http://127.0.0.1:1", "instance_types": {"big": {"cpus": 2}},
+          "default_instance_type": "small"}, "'compute.bad.default_instance_type' = 'small' is not a name of "
+                                             "instance_types (big)"),
     ],
 )
 def test_bad_target_settings_fail_before_any_run(tmp_path, monkeypatch, target, expected):
@@ -262,7 +271,7 @@ def test_cli_ctrl_c_stops_the_ray_job(ray_head, tmp_path):
     command = [sys.executable, "-m", "mlflow", "run", str(project), "--backend", "azureml",
                "--backend-config", json.dumps({"COMPUTE": "fast-cluster"})]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            cwd=tmp_path, preexec_fn=as_from_a_terminal)
     seen = []
     try:
         deadline = time.monotonic() + 90

@@ -10,6 +10,7 @@ its own: its downloaded inputs may be read from there).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from typing import Protocol
 from mlflow_workspace_plugin import shutdown
 from mlflow_workspace_plugin.compute.handles import WatchedRun
 
+_logger = logging.getLogger("mlflow.projects.azureml")
 EXIT_REASON = "the process that ran it exited"
 CONTROLLER_EXIT_WAIT_SECONDS = 90.0
+SETTLE_EXIT_WAIT_SECONDS = 60.0  # an ended run's end steps (delivering outputs) under way in its watcher
 
 
 class Controller(Protocol):
@@ -38,16 +41,16 @@ class _Tracked:
     settled: threading.Event = field(default_factory=threading.Event)
     _claimed: bool = False
 
-    def settle(self) -> None:
-        """Run ``cleanup`` once (the watcher thread or the exit, whichever comes first)."""
+    def settle(self, timeout: float | None = None) -> bool:
+        """Run ``cleanup`` once (the watcher thread or the exit, whichever comes first); False when the
+        other one runs it and it did not end within ``timeout`` seconds."""
         with _lock:
             if self._claimed:
                 claimed = False
             else:
                 self._claimed = claimed = True
         if not claimed:
-            self.settled.wait()
-            return
+            return self.settled.wait(timeout)
         try:
             if self.cleanup is not None:
                 self.cleanup()
@@ -55,6 +58,7 @@ class _Tracked:
             with _lock:
                 _runs.pop(id(self.handle), None)
             self.settled.set()
+        return True
 
 
 _runs: dict[int, _Tracked] = {}
@@ -127,7 +131,9 @@ def _remove_folders() -> None:
     for _key, entry in tracked:
         if entry.remote and not entry.handle.wait_for(0):
             continue  # still going on the cluster: keep what it may read
-        entry.settle()
+        if not entry.settle(SETTLE_EXIT_WAIT_SECONDS):
+            _logger.warning("mlflow-workspace: run %s's end steps did not finish within %.0f s; exiting without "
+                            "them", entry.handle.run_id, SETTLE_EXIT_WAIT_SECONDS)
 
 
 shutdown.at_exit("controllers", _stop_controllers)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
+from helpers import as_from_a_terminal
 
 from mlflow_workspace_plugin.cli.endpoint_commands import endpoint as endpoint_cli
 from mlflow_workspace_plugin.deploy import processes
@@ -112,13 +113,15 @@ def test_help_names_the_config_keys():
     assert "deploy-config-file" in out and "traffic" in out and "env_manager" in out
 
 
-def test_run_local_serves_in_the_foreground_until_ctrl_c(deploy_ws):
+def test_run_local_serves_in_the_foreground_until_ctrl_c(deploy_ws, tmp_path):
     port = processes.free_port()
-    env = {**os.environ, "MLFLOW_WORKSPACE_HOME": str(deploy_ws.folder)}
+    env = {**os.environ, "MLFLOW_WORKSPACE_HOME": str(deploy_ws.folder), "PYTHONFAULTHANDLER": "1"}
     env.pop("MLFLOW_WORKSPACE_CONFIG", None)
+    output = open(tmp_path / "run-local.log", "w")  # a file, not an unread pipe that could fill and block it
     proc = subprocess.Popen([MLFLOW, "deployments", "run-local", "-t", "azureml-local", "--name", "try",
                              "-m", "models:/model-diabetes/1", "-C", f"port={port}"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=as_from_a_terminal)
     try:
         body = {"dataframe_split": deploy_ws.diabetes_rows.to_dict(orient="split")}
         deadline = time.monotonic() + 120
@@ -133,9 +136,16 @@ def test_run_local_serves_in_the_foreground_until_ctrl_c(deploy_ws):
         assert len(response.json()["predictions"]) == len(deploy_ws.diabetes_rows)
         assert np.isfinite(response.json()["predictions"]).all()
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:  # where it hangs: every thread's stack (faulthandler, on SIGABRT)
+            os.kill(proc.pid, signal.SIGABRT)
+            time.sleep(2)
+            pytest.fail("run-local did not exit within 60 s of Ctrl-C; its output:\n"
+                        + (tmp_path / "run-local.log").read_text()[-3000:])
         assert not processes.port_in_use(port)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        output.close()

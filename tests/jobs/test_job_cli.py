@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import as_from_a_terminal
 from mlflow import MlflowClient
 
 from mlflow_workspace_plugin import local_workspace
@@ -158,9 +159,10 @@ def test_create_returns_at_once_then_stream_and_cancel_from_other_processes(slow
 
 def test_ctrl_c_on_create_stream_cancels_the_job_and_exits_130(slow_job, env, home, tmp_path):
     name = f"cli_int_{tmp_path.name[-8:]}"
-    process = subprocess.Popen([*CLI, "job", "create", "-f", str(slow_job), "--name", name, "--stream"], env=env,
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen([*CLI, "job", "create", "-f", str(slow_job), "--name", name, "--stream"],
+                               env={**env, "PYTHONFAULTHANDLER": "1"}, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=as_from_a_terminal)
     client = store(home)
     try:
         if not wait_until(lambda: (run := find_job(client, name)) is not None
@@ -169,7 +171,11 @@ def test_ctrl_c_on_create_stream_cancels_the_job_and_exits_130(slow_job, env, ho
             pytest.fail(f"job {name} has no supervisor after 120 s (CLI exit code {process.poll()}); "
                         f"its stderr:\n{process.communicate(timeout=30)[1][-3000:]}")
         os.kill(process.pid, signal.SIGINT)
-        _, err = process.communicate(timeout=120)
+        try:
+            _, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # where it hangs: every thread's stack (faulthandler, on SIGABRT)
+            os.kill(process.pid, signal.SIGABRT)
+            pytest.fail(f"the CLI did not exit within 120 s of Ctrl-C:\n{process.communicate(timeout=30)[1][-6000:]}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
