@@ -62,3 +62,32 @@ def test_bad_backend_config(raw, expected):
     with pytest.raises(BackendConfigError) as err:
         parse_backend_config(raw)
     assert expected in str(err.value)
+
+
+def test_instance_type_and_resources_are_parsed_into_a_shape():
+    from mlflow_workspace_plugin.compute.resources import ResourceShape
+
+    config = parse_backend_config({"COMPUTE": "gpu", "INSTANCE_TYPE": " Standard_NC6 ",
+                                   "RESOURCES": {"gpus": 1, "memory_gb": 8, "resources": {"a100": 1}}})
+    assert config.instance_type == "Standard_NC6"
+    assert config.resources == ResourceShape(gpus=1.0, memory_gb=8.0, custom=(("a100", 1.0),))
+    assert config.resources.ray_entrypoint_options() == {"entrypoint_num_gpus": 1.0, "entrypoint_memory": 8 * 1024 ** 3,
+                                                         "entrypoint_resources": {"a100": 1.0}}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"INSTANCE_TYPE": ""}, "backend_config INSTANCE_TYPE='' is not allowed"),
+    ({"INSTANCE_TYPE": 6}, "backend_config INSTANCE_TYPE=6 is not allowed"),
+    ({"RESOURCES": "cpus=4"}, "backend_config RESOURCES must be an object like"),
+    ({"RESOURCES": {"cpu": 4}}, "backend_config RESOURCES.cpu is not recognised; allowed: cpus (number of CPUs)"),
+    ({"RESOURCES": {"gpus": True}}, "backend_config RESOURCES.gpus = True must be a number >= 0"),
+    ({"RESOURCES": {"gpus": float("nan")}}, "backend_config RESOURCES.gpus = nan must be a number >= 0"),
+    ({"RESOURCES": {"memory_gb": "16"}}, "backend_config RESOURCES.memory_gb = '16' must be a number >= 0"),
+    ({"RESOURCES": {"resources": {"CPU": 2}}}, "'CPU' is not a custom resource name (use cpus, gpus, memory_gb"),
+    ({"RESOURCES": {"resources": ["node_b"]}}, "RESOURCES.resources must be an object of resource name -> amount"),
+    ({"RESOURCES": {"resources": {"node_b": -1}}}, "RESOURCES.resources.node_b = -1 must be a number >= 0"),
+])
+def test_bad_instance_type_or_resources_is_one_error_naming_the_value(raw, expected):
+    with pytest.raises(BackendConfigError) as caught:
+        parse_backend_config({"COMPUTE": "gpu", **raw})
+    assert expected in str(caught.value)

@@ -26,6 +26,7 @@ from mlflow_workspace_plugin.capture.snapshot import Snapshot
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.handles import WatchedRun
 from mlflow_workspace_plugin.compute.process_set import SINGLE_PROCESS, ProcessSpec
+from mlflow_workspace_plugin.compute.resources import ResourceShape
 from mlflow_workspace_plugin.errors import WorkspaceConfigError
 from mlflow_workspace_plugin.workspace import ComputeTarget
 
@@ -52,6 +53,7 @@ class Launch:
     log_sync_seconds: float | None = None
     processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # one per rank of a distributed run
     name: str | None = None           # the door's name for the run (a YAML job's name)
+    resources: ResourceShape | None = None  # what the whole run reserves (all its instances)
 
 
 class Executor(ABC):
@@ -83,6 +85,21 @@ class Executor(ABC):
     @abstractmethod
     def start(self, launch: Launch) -> WatchedRun:
         """Start the run's command; raise if it cannot start (the lifecycle ends the run FAILED)."""
+
+    def resource_shape(self, instance_type: str | None, asked: ResourceShape | None) -> ResourceShape | None:
+        """What one instance of a run reserves here: ``instance_type`` (an Azure job's
+        ``resources.instance_type``) and the run's own ``asked`` shape over it. Default: nothing (this
+        compute type places runs itself); see :meth:`ignored_resources`."""
+        return None
+
+    def ignored_resources(self, instance_type: str | None, asked: ResourceShape | None) -> str | None:
+        """Why an asked instance type / shape has no effect on this target (None: it has)."""
+        if instance_type is None and (asked is None or asked.is_empty):
+            return None
+        return f"compute target {self.target.name!r} ({self.describe()}) runs it with what it has"
+
+    def check_resources(self, shape: ResourceShape) -> None:  # noqa: B027 - optional hook
+        """Fail before the run exists when no part of the compute could ever run ``shape``."""
 
     def run_tags(self, run_id: str, environment: EnvironmentSpec) -> dict[str, str]:
         """Tags naming where and how the run executes."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_workspace_plugin.compute.resources import ResourceShape
+
 
 class JobState(str, enum.Enum):
     """Adapter-neutral job states."""
@@ -49,6 +51,7 @@ class JobSpec:
     env_vars: dict[str, str]             # run identity + tracking connection + user variables
     requirements: list[str] | None       # pip requirements; None = the cluster's own environment
     metadata: dict[str, str] = field(default_factory=dict)
+    resources: ResourceShape | None = None  # what the job reserves on the cluster (None: nothing)
 
 
 def first_lines(text: Any, limit: int = 2000) -> str:

@@ -19,15 +19,23 @@ Compute target settings (``"compute": {"<name>": {"type": "ray", ...}}`` in the 
     list of additional pip requirements (e.g. this plugin for a cluster that lacks it); pip only.
 ``setup_timeout_s``
     how long Ray may take to build the job's runtime env (default 600).
+``instance_types``
+    the machine shapes an Azure job file's ``resources.instance_type`` names, e.g.
+    ``{"Standard_NC6s_v3": {"cpus": 6, "gpus": 1, "memory_gb": 112}}`` (keys: :mod:`.resources`); a job
+    then reserves that shape per instance (Ray's entrypoint resources) and starts on a node that has it free.
+``default_instance_type``
+    the ``instance_types`` entry of jobs and projects runs that name none (default: they reserve nothing).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import os
 import re
+import reprlib
 from urllib.parse import urlsplit
 
 import requests
@@ -36,9 +44,12 @@ from mlflow.exceptions import ExecutionException
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.job_api import JobInfo, JobSpec, JobState, first_lines
 from mlflow_workspace_plugin.compute.remote import RemoteExecutor
+from mlflow_workspace_plugin.compute.resources import ResourceShape, unplaceable
 from mlflow_workspace_plugin.errors import WorkspaceConfigError
 
 _logger = logging.getLogger("mlflow.projects.azureml")
+_SHORT = reprlib.Repr()  # a value named in an error, cut when huge
+_SHORT.maxstring = 100
 DEFAULT_ADDRESS_ENV = "RAY_ADDRESS"
 ENVIRONMENTS = ("pip", "inherit")
 DEFAULT_ENVIRONMENT = "pip"
@@ -65,6 +76,8 @@ class RayJobsAdapter(RemoteExecutor):
         "setup_timeout_s": f"positive number of seconds, default {DEFAULT_SETUP_TIMEOUT_S}",
         "credential": "'forward' (default: your workspace credentials travel sealed) or 'cluster' "
                       "(the job uses the cluster's own identity)",
+        "instance_types": "object of instance type name -> {cpus, gpus, memory_gb, resources}",
+        "default_instance_type": "a name of instance_types",
     }
 
     # ------------------------------------------------------------ settings
@@ -96,6 +109,54 @@ class RayJobsAdapter(RemoteExecutor):
         timeout = settings.get("setup_timeout_s", DEFAULT_SETUP_TIMEOUT_S)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise self.config_error("setup_timeout_s", f"= {timeout!r} must be a positive number of seconds")
+        self.instance_types = self._instance_types(settings)
+
+    def _instance_types(self, settings: dict) -> dict[str, ResourceShape]:
+        raw = settings.get("instance_types", {})
+        if not isinstance(raw, dict):
+            raise self.config_error("instance_types", f"= {raw!r} must be an object of name -> "
+                                                      "{\"cpus\": 4, \"gpus\": 1, \"memory_gb\": 16}")
+        types = {str(name): ResourceShape.parse(shape, f"instance_types.{name}",
+                                                lambda why: self.config_error("instance_types", f": {why}"))
+                 for name, shape in raw.items()}
+        default = settings.get("default_instance_type")
+        if default is not None and default not in types:
+            raise self.config_error("default_instance_type", f"= {default!r} is not a name of instance_types "
+                                                             f"({', '.join(sorted(types)) or 'none defined'})")
+        return types
+
+    # ------------------------------------------------------------ resources
+    def resource_shape(self, instance_type: str | None, asked: ResourceShape | None) -> ResourceShape | None:
+        name = instance_type or self.target.settings.get("default_instance_type")
+        base = None
+        if name is not None and self.instance_types:
+            base = self.instance_types.get(name)
+            if base is None:
+                raise ExecutionException(
+                    f"Instance type {_SHORT.repr(name)} is not defined for compute target {self.target.name!r}; "
+                    f"defined: "
+                    f"{', '.join(sorted(self.instance_types))} (setting 'compute.{self.target.name}.instance_types'"
+                    f"{self._where()})")
+        shape = asked.over(base) if asked is not None else base
+        return None if shape is None or shape.is_empty else shape
+
+    def ignored_resources(self, instance_type: str | None, asked: ResourceShape | None) -> str | None:
+        if instance_type is None or self.instance_types:
+            return None
+        example = json.dumps({"instance_types": {instance_type[:100]: {"cpus": 4}}})[1:-1]
+        return f"compute target {self.target.name!r} defines no instance types (add {example} to it)"
+
+    def check_resources(self, shape: ResourceShape) -> None:
+        try:
+            nodes = [node.resources_total for node in _list_nodes(self.address)]
+        except Exception as exc:  # an older or locked-down dashboard: Ray itself keeps the job pending
+            _logger.warning("mlflow-workspace: could not list the nodes of %s to check %s: %s",
+                            self.describe(), shape.describe(), first_lines(exc, 300))
+            return
+        problem = unplaceable(shape, nodes)
+        if problem:
+            raise ExecutionException(f"Compute target {self.target.name!r} ({self.describe()}) cannot run the "
+                                     f"job: {problem}")
 
     @property
     def environment(self) -> str:
@@ -203,8 +264,9 @@ class RayJobsAdapter(RemoteExecutor):
         if spec.requirements:
             runtime_env["pip"] = {"packages": list(spec.requirements), "pip_check": False}
         try:
+            reserved = spec.resources.ray_entrypoint_options() if spec.resources is not None else {}
             self.client.submit_job(entrypoint=self.runner_entrypoint(spec.command), submission_id=spec.job_id,
-                                   runtime_env=runtime_env, metadata=dict(spec.metadata))
+                                   runtime_env=runtime_env, metadata=dict(spec.metadata), **reserved)
         except ExecutionException:
             raise
         except Exception as exc:
@@ -269,6 +331,14 @@ def _client_class():
     from mlflow_workspace_plugin import mlflow_compat
 
     return mlflow_compat.job_submission_client_class(_request_timeout)
+
+
+def _list_nodes(address: str) -> list:
+    """The cluster's alive nodes (Ray's state API over the job API address)."""
+    from ray.util.state import list_nodes
+
+    return list_nodes(address=address, filters=[("state", "=", "ALIVE")], timeout=int(REQUEST_TIMEOUT_S),
+                      raise_on_missing_output=False)
 
 
 def _request_timeout(endpoint: str) -> float:

@@ -168,6 +168,7 @@ class RemoteExecutor(Executor):
                 requirements=self.requirements(launch.environment),
                 metadata={"mlflow_run_id": launch.run_id, "mlflow_experiment_id": str(launch.experiment_id),
                           "compute_target": self.target.name},
+                resources=launch.resources,
             )
             _logger.info("=== Submitting run %s to compute target %r (%s) as job %s ===",
                          launch.run_id, self.target.name, self.describe(), job_id)

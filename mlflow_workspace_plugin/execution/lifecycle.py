@@ -14,7 +14,7 @@ from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
 from mlflow_workspace_plugin.compute.base import Executor, Launch
 from mlflow_workspace_plugin.compute.handles import WatchedRun
 from mlflow_workspace_plugin.execution import live_runs
-from mlflow_workspace_plugin.execution.plan import Plan
+from mlflow_workspace_plugin.execution.plan import Plan, plan_resources
 from mlflow_workspace_plugin.execution.plan import plan as make_plan
 from mlflow_workspace_plugin.execution.request import RunRequest
 from mlflow_workspace_plugin.execution.run_env import run_environment
@@ -42,6 +42,7 @@ def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan |
     executor, snapshot = plan.executor, plan.snapshot
     log_sync_seconds = log_sync_interval()
     executor.check(request.environment, planned_tracking_uri(request, workspace))
+    resources = plan_resources(executor, request.instance_type, request.resources, request.instances)
 
     tracking_uri, experiment_id = resolve_tracking(request, workspace)
     client = MlflowClient(tracking_uri)
@@ -54,6 +55,7 @@ def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan |
             environment=request.environment, stream_output=request.stream_output,
             raise_on_failure=request.raise_on_failure, timeout_seconds=request.timeout_seconds,
             log_sync_seconds=log_sync_seconds, processes=tuple(request.processes), name=request.name,
+            resources=resources,
         ))
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
         client.set_terminated(run_id, "KILLED")

@@ -9,6 +9,7 @@ from pathlib import Path
 from mlflow_workspace_plugin.compute.environment import EnvironmentSpec
 from mlflow_workspace_plugin.compute.handles import WatchedRun
 from mlflow_workspace_plugin.compute.process_set import SINGLE_PROCESS, ProcessSpec
+from mlflow_workspace_plugin.compute.resources import ResourceShape
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class RunRequest:
     timeout_seconds: float | None = None
     processes: tuple[ProcessSpec, ...] = SINGLE_PROCESS  # distributed runs: one per rank, same command
     name: str | None = None                            # the door's name for the run (the handle's job_name)
+    instance_type: str | None = None                   # an Azure job's resources.instance_type
+    resources: ResourceShape | None = None             # what one instance asks for, over its instance type's
+    instances: int = 1                                 # instances of a distributed run (one job on the target)
     private_dir: Path | None = None                    # the run's own folder (copies, data): removed once it ends
     on_end: Callable[[WatchedRun], None] | None = None  # the door's last step once the run ended (before
     #                                                     private_dir goes), e.g. delivering outputs

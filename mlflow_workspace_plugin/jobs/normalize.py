@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from mlflow_workspace_plugin.compute.resources import SHAPE_KEYS, ResourceShape
 from mlflow_workspace_plugin.jobs.errors import JobSpecError, allowed_list, did_you_mean
 from mlflow_workspace_plugin.jobs.placeholders import find_placeholders, normalize_command
 from mlflow_workspace_plugin.jobs.schema import (
@@ -24,6 +25,7 @@ from mlflow_workspace_plugin.jobs.schema import (
     Mpi,
     OutputSection,
     PyTorch,
+    Resources,
     TensorFlow,
     override_note,
 )
@@ -102,6 +104,8 @@ class Normalizer:
             environment=self.environment(section.environment),
             compute=compute,
             instance_count=instance_count,
+            instance_type=section.resources.instance_type if section.resources else None,
+            resources=self.resources(section.resources),
             distribution=self.distribution(section.distribution, instance_count),
             timeout=section.limits.timeout if section.limits else None,
             inputs=inputs,
@@ -120,6 +124,14 @@ class Normalizer:
         if not target or any(c.isspace() for c in target):
             raise self.error(field, f"{value!r} is not a compute target; allowed: local or <name> / azureml:<name>")
         return target, instances
+
+    def resources(self, section: Resources | None) -> ResourceShape | None:
+        """``resources.properties``' shape keys: what one instance asks for (the other keys are ignored)."""
+        asked = {key: value for key, value in ((section.properties or {}) if section else {}).items()
+                 if key in SHAPE_KEYS}
+        if not asked:
+            return None
+        return ResourceShape.parse(asked, "properties", lambda why: self.error("resources", why))
 
     def instance_count(self, from_compute: int | None, section: CommandJobSection) -> int:
         from_resources = section.resources.instance_count if section.resources else None
@@ -382,7 +394,9 @@ class Normalizer:
     def ignored(self, section: CommandJobSection) -> tuple[str, ...]:
         ignored = [key for key in IGNORED_TOP_LEVEL if getattr(section, key) is not None]
         if section.resources is not None:
-            ignored += [f"resources.{key}" for key in ("instance_type", "shm_size") if getattr(section.resources, key)]
+            ignored += ["resources.shm_size"] if section.resources.shm_size else []
+            ignored += [f"resources.properties.{key}" for key in section.resources.properties or {}
+                        if key not in SHAPE_KEYS]
         if isinstance(section.environment, EnvironmentSection) and section.environment.os_type:
             ignored.append("environment.os_type")
         return tuple(self._full(field) for field in ignored)

@@ -14,7 +14,6 @@ WHY_IGNORED = {
     "identity": "the job uses the credentials of the compute target, not a managed identity",
     "queue_settings": "there is no job queue tier here",
     "properties": "not recorded on the run",
-    "resources.instance_type": "the compute target decides the machine",
     "resources.shm_size": "jobs here do not run in containers",
     "environment.os_type": "jobs run on the compute target's operating system",
 }

@@ -154,6 +154,7 @@ class Resources(Section):
     instance_count: int | None = Field(None, ge=1)
     instance_type: StrictStr | None = None
     shm_size: StrictStr | None = None
+    properties: dict[str, Any] | None = None  # here: cpus / gpus / memory_gb / resources, a run's own ask
 
 
 class Limits(Section):

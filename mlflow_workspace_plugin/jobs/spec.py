@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlflow_workspace_plugin.compute.resources import ResourceShape
 from mlflow_workspace_plugin.jobs.placeholders import Placeholder, find_placeholders
 
 InputMode = Literal["ro_mount", "download", "direct"]
@@ -144,6 +145,8 @@ class CommandJob(_Frozen):
     environment: Environment | None = None
     compute: str = "local"
     instance_count: int = 1
+    instance_type: str | None = None  # resources.instance_type: a shape of the compute target's instance_types
+    resources: ResourceShape | None = None  # resources.properties' cpus / gpus / memory_gb / resources
     distribution: Distribution | None = None
     timeout: int | None = None  # limits.timeout, seconds
     inputs: dict[str, JobInput] = {}

@@ -203,6 +203,7 @@ def prepare_job(
             env_vars=dict(job.environment_variables), environment=environment, stream_output=stream,
             timeout_seconds=float(job.timeout) if job.timeout else None, processes=processes,
             name=name, private_dir=prepared.private_dir, on_end=prepared.finish,
+            instance_type=job.instance_type, resources=job.resources, instances=job.instance_count,
         )
     except BaseException:
         prepared.cleanup()

@@ -90,6 +90,7 @@ class WorkspaceProjectBackend(AbstractBackend):
             tags=project_run_tags(project_uri, work_dir, version, entry_point),
             existing_run_id=config.run_id, environment=environment, stream_output=config.stream_output,
             raise_on_failure=config.synchronous and not from_cli,
+            instance_type=config.instance_type, resources=config.resources,
         )
         return request, workspace
 

@@ -1,7 +1,9 @@
 """Parse and validate ``backend_config`` for the ``azureml`` projects backend.
 
 User keys: ``COMPUTE`` (str), ``USE_CONDA`` (bool or "true"/"false"), ``STREAM_OUTPUT`` (same,
-kept for azureml-mlflow compatibility). MLflow itself adds ``ENV_MANAGER``, ``SYNCHRONOUS``,
+kept for azureml-mlflow compatibility), ``INSTANCE_TYPE`` (a name of the compute target's
+``instance_types``) and ``RESOURCES`` (``{"cpus": 2, "gpus": 1, "memory_gb": 8, "resources": {...}}``:
+what the run reserves, over its instance type's shape). MLflow itself adds ``ENV_MANAGER``, ``SYNCHRONOUS``,
 ``DOCKER_ARGS``, ``STORAGE_DIR``, ``build_image`` and ``docker_auth`` before the backend sees the
 dict; those are honoured, never rejected.
 """
@@ -24,12 +26,15 @@ from mlflow.projects.utils import (
     PROJECT_SYNCHRONOUS,
 )
 
+from mlflow_workspace_plugin.compute.resources import ResourceShape
 from mlflow_workspace_plugin.errors import BackendConfigError
 
 COMPUTE = "COMPUTE"
 USE_CONDA = "USE_CONDA"
 STREAM_OUTPUT = "STREAM_OUTPUT"
-USER_KEYS = (COMPUTE, USE_CONDA, STREAM_OUTPUT)
+INSTANCE_TYPE = "INSTANCE_TYPE"
+RESOURCES = "RESOURCES"
+USER_KEYS = (COMPUTE, USE_CONDA, STREAM_OUTPUT, INSTANCE_TYPE, RESOURCES)
 MLFLOW_KEYS = (
     PROJECT_ENV_MANAGER,
     PROJECT_SYNCHRONOUS,
@@ -42,7 +47,8 @@ MLFLOW_KEYS = (
 ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
 _ALLOWED_TEXT = (
     f"allowed keys: {COMPUTE} (compute target name, str), {USE_CONDA} (true/false), "
-    f"{STREAM_OUTPUT} (true/false)"
+    f"{STREAM_OUTPUT} (true/false), {INSTANCE_TYPE} (a name of the compute target's instance_types), "
+    f"{RESOURCES} ({{\"cpus\": 2, \"gpus\": 1, \"memory_gb\": 8}})"
 )
 
 
@@ -60,6 +66,8 @@ class BackendConfig:
     build_image: bool = False
     docker_auth: dict[str, Any] | None = None
     run_id: str | None = None
+    instance_type: str | None = None
+    resources: ResourceShape | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -123,6 +131,12 @@ def parse_backend_config(raw: Any) -> BackendConfig:
             f"backend_config {COMPUTE}={compute!r} is not allowed: it must be a non-empty string "
             "naming a compute target of the workspace (or \"local\")"
         )
+    instance_type = data.get(INSTANCE_TYPE)
+    if instance_type is not None and (not isinstance(instance_type, str) or not instance_type.strip()):
+        raise BackendConfigError(f"backend_config {INSTANCE_TYPE}={instance_type!r} is not allowed: it must be a "
+                                 "non-empty string naming one of the compute target's instance_types")
+    resources = (ResourceShape.parse(data[RESOURCES], f"backend_config {RESOURCES}", BackendConfigError)
+                 if data.get(RESOURCES) is not None else None)
     use_conda = parse_bool(USE_CONDA, data[USE_CONDA]) if data.get(USE_CONDA) is not None else None
     stream_output = parse_bool(STREAM_OUTPUT, data[STREAM_OUTPUT]) if data.get(STREAM_OUTPUT) is not None else True
 
@@ -149,4 +163,6 @@ def parse_backend_config(raw: Any) -> BackendConfig:
         build_image=bool(data.get(PROJECT_BUILD_IMAGE, False)),
         docker_auth=data.get(PROJECT_DOCKER_AUTH),
         run_id=data.get(MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG),
+        instance_type=instance_type.strip() if instance_type is not None else None,
+        resources=resources,
     )

@@ -346,7 +346,20 @@ def test_outputs_and_ignored_fields(write_job):
         "plain": JobOutput(name="plain"),
         "uploaded": JobOutput(name="uploaded", mode="upload", description="at the end"),
     }
-    assert job.ignored_fields == ("services", "identity", "resources.instance_type")
+    assert job.ignored_fields == ("services", "identity")
+    assert job.instance_type == "Standard_DS3_v2" and job.resources is None  # the compute target's shape
+
+
+def test_resources_properties_ask_for_a_shape_and_other_properties_are_ignored(write_job):
+    job = load_job(write_job("""\
+        command: x
+        resources:
+          instance_type: Standard_NC6s_v3
+          properties: {gpus: 2, memory_gb: 16, resources: {a100: 1}, AISuperComputer: {interactive: false}}
+        """))
+    assert (job.instance_type, job.resources.gpus, job.resources.memory_gb) == ("Standard_NC6s_v3", 2.0, 16.0)
+    assert job.resources.custom == (("a100", 1.0),) and job.resources.cpus is None
+    assert job.ignored_fields == ("resources.properties.AISuperComputer",)
 
 
 def test_optional_input_in_optional_block(write_job):
@@ -528,6 +541,11 @@ BAD = [
     ("command: x\ndistribution: {type: tensorflow, parameter_server_count: -1}\n",
      "distribution.parameter_server_count", "must be >= 0"),
     ("command: x\ndistribution: pytorch\n", "distribution", "expected a mapping with type: pytorch, tensorflow or mpi"),
+    ("command: x\nresources: {properties: {cpus: -1}}\n", "resources", "properties.cpus = -1 must be a number >= 0"),
+    ("command: x\nresources: {properties: {gpus: '$(touch pwned)'}}\n", "resources",
+     "properties.gpus = '$(touch pwned)' must be a number >= 0"),
+    ("command: x\nresources: {properties: {resources: {GPU: 1}}}\n", "resources",
+     "properties.resources: 'GPU' is not a custom resource name"),
     ("command: x\nlimits: {timeout: 0}\n", "limits.timeout", "must be > 0, got 0"),
     ("command: x\nlimits: {timeout: 1.5}\n", "limits.timeout", "expected an integer, got 1.5"),
     ("command: x\ntags: [a]\n", "tags", "expected a mapping of keys, got a list"),

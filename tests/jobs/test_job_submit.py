@@ -339,3 +339,17 @@ def test_ray_job_takes_its_local_input_data_along(ray_workspace, ray_head, tmp_p
     log = read_artifact(client, handle.run_id, "user_logs/std_log.txt")
     assert "path=.mlflow-job/inputs/rows/rows.csv" in log  # a path inside the job's own package
     assert not [p for p in artifact_paths(client, handle.run_id) if ".mlflow-job" in p]
+
+
+def test_an_instance_type_on_the_local_target_runs_with_one_warning_saying_it_is_not_reserved(tmp_path, caplog):
+    job_file = write(tmp_path / "job.yml", """
+        command: echo on-the-laptop
+        experiment_name: shapes-local
+        resources: {instance_type: Standard_NC24ads_A100_v4, properties: {gpus: 1}}
+        """)
+    with caplog.at_level("WARNING", logger="mlflow.projects.azureml"):
+        for _ in range(2):
+            assert submit_job(load_job(job_file)).wait()
+    notes = [r.getMessage() for r in caplog.records if "is not reserved" in r.getMessage()]
+    assert notes == ["mlflow-workspace: instance type 'Standard_NC24ads_A100_v4' is not reserved: compute target "
+                     "'local' (this machine) runs it with what it has"], notes

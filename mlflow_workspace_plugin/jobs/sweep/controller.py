@@ -45,7 +45,7 @@ from mlflow.utils.time import get_current_time_millis
 
 from mlflow_workspace_plugin.capture.live_logs import log_sync_interval
 from mlflow_workspace_plugin.execution import CANCEL_REASON_TAG, WatchedRun, control, live_runs
-from mlflow_workspace_plugin.execution.plan import check_target
+from mlflow_workspace_plugin.execution.plan import check_target, plan_resources
 from mlflow_workspace_plugin.execution.tracking import create_training_experiment
 from mlflow_workspace_plugin.jobs.job_names import (
     DISPLAY_NAME_TAG,
@@ -210,7 +210,8 @@ def run_sweep(
     trial_job = spec.trial_job().model_copy(update={"experiment_name": spec.experiment_name})
     if launcher is None:
         from mlflow_workspace_plugin.jobs.submit import submit_job as launcher
-    check_target(trial_job.compute, workspace)  # exists, valid settings, (remote) answers: before any run
+    executor = check_target(trial_job.compute, workspace)  # exists, valid settings, (remote) answers
+    plan_resources(executor, trial_job.instance_type, trial_job.resources, trial_job.instance_count)  # fits
     client = jobs_client(workspace)
     sweep_name = name or spec.name
     if sweep_name is None:
