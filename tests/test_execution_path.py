@@ -118,3 +118,32 @@ def test_cluster_address_of_a_target_that_is_no_cluster_names_it(isolated_worksp
 
 
 pytestmark = pytest.mark.slow  # its tests start processes (runs, CLI subprocesses, servers)
+
+
+@pytest.mark.parametrize("step", ["track", "record_identity"])
+def test_ctrl_c_right_after_the_start_cancels_the_run_and_leaves_no_process(local_tracking, tmp_path, monkeypatch,
+                                                                            step):
+    """The instant the command runs, a Ctrl-C anywhere in the rest of the start ends the run KILLED."""
+    import psutil
+
+    from mlflow_workspace_plugin.compute.local import LocalExecutor
+    from mlflow_workspace_plugin.execution import lifecycle
+
+    started: list[int] = []
+
+    def interrupted(*args, **kwargs):
+        handle = args[0] if step == "track" else args[1]
+        started.extend(handle.pids)
+        raise KeyboardInterrupt
+
+    if step == "track":
+        monkeypatch.setattr(lifecycle.live_runs, "track", interrupted)
+    else:
+        monkeypatch.setattr(LocalExecutor, "record_identity", lambda self, client, handle: interrupted(client, handle))
+    project = write_project(tmp_path / "proj", "import time\ntime.sleep(120)\n")
+    with pytest.raises(KeyboardInterrupt):
+        mlflow.projects.run(str(project), backend="azureml", backend_config={"USE_CONDA": False}, synchronous=False)
+    (run,) = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
+    assert run.info.status == "KILLED"
+    assert started and not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                               for pid in started)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
@@ -180,3 +181,56 @@ def test_a_projects_run_reserves_its_backend_config_instance_type(multi_workspac
     assert ray_job(ray_multinode, run.run_id).driver_node_id == ray_multinode.workers[1].node_id
     assert reserved(ray_multinode, run.run_id) == {"CPU": 0.25, "memory": float(int(0.1 * 1024 ** 3)),
                                                    "node_c": 1.0}
+
+
+def extra_node(cluster, **spec):
+    """A worker node of this test only, joined to the shared cluster (stopped by the test)."""
+    from mlflow_workspace_plugin.compute.ray_nodes import LoopbackWorkerNode
+
+    return LoopbackWorkerNode(cluster.head, **spec).start()
+
+
+def test_a_gpu_job_lands_on_the_gpu_node_with_the_gpu_ray_assigned(multi_workspace, ray_multinode, tmp_path):
+    gpu_node = extra_node(ray_multinode, num_cpus=1, num_gpus=1, node_name="node-gpu")  # Ray counts it as given
+    try:
+        handle = submit_job(load_job(job_file(tmp_path, {"properties": {"gpus": 1}})))
+        assert handle.wait()
+        assert ray_job(ray_multinode, handle.run_id).driver_node_id == gpu_node.node_id
+        assert reserved(ray_multinode, handle.run_id) == {"GPU": 1.0}
+        log = read_artifact(multi_workspace, handle.run_id, "user_logs/std_log.txt")
+        assert "GPUS=0" in log  # CUDA_VISIBLE_DEVICES: the GPU Ray assigned the job
+    finally:
+        gpu_node.stop()
+
+
+def test_the_node_running_a_job_dies_and_the_run_fails_naming_it(multi_workspace, ray_multinode, tmp_path):
+    node = extra_node(ray_multinode, num_cpus=1, resources={"node_d": 1}, node_name="node-d")
+    try:
+        sleeper = "python -c \"import time; print('sleeping', flush=True); time.sleep(300)\""
+        handle = submit_job(load_job(job_file(tmp_path, {"properties": {"resources": {"node_d": 1}}},
+                                              command=sleeper)))
+        deadline = time.monotonic() + 120
+        while "sleeping" not in ray_logs(ray_multinode, handle.run_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ray_job(ray_multinode, handle.run_id).driver_node_id == node.node_id
+        node.stop(kill=True)  # the machine is gone: no runner left to end the run
+        died = time.monotonic()
+        assert handle.wait_for(120), "the run was still RUNNING 120 s after its node died"
+        assert not handle.wait()
+        ended_within = time.monotonic() - died
+        run = multi_workspace.get_run(handle.run_id)
+        assert run.info.status == "FAILED", run.info.status
+        assert ended_within < 60, ended_within
+        reason = handle.failure_message()
+        assert f"the node that ran it (node-d 127.0.0.1, node id {node.node_id}) died" in reason, reason
+    finally:
+        node.stop()
+
+
+def ray_logs(cluster, run_id: str) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(cluster.address).get_job_logs(f"mlflow-{run_id}")
+    except Exception:  # not registered yet
+        return ""

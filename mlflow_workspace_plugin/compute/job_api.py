@@ -38,6 +38,7 @@ class JobInfo:
     exit_code: int | None = None
     message: str = ""
     error_type: str | None = None
+    cause: str | None = None  # why a failed job ended, when the compute knows more (e.g. its node died)
 
 
 @dataclass(frozen=True)

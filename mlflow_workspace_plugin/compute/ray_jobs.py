@@ -278,12 +278,30 @@ class RayJobsAdapter(RemoteExecutor):
     def status(self, job_id: str) -> JobInfo:
         details = self.client.get_job_info(job_id)
         error_type = getattr(details.error_type, "value", details.error_type)
+        state = JobState(getattr(details.status, "value", details.status))
         return JobInfo(
-            state=JobState(getattr(details.status, "value", details.status)),
+            state=state,
             exit_code=details.driver_exit_code,
             message=details.message or "",
             error_type=str(error_type) if error_type else None,
+            cause=self._dead_node(details.driver_node_id) if state is JobState.FAILED else None,
         )
+
+    def _dead_node(self, node_id: str | None) -> str | None:
+        """'the node that ran it ... died' when the failed job's node is dead (a lost machine)."""
+        if not node_id:
+            return None
+        try:
+            nodes = _list_nodes(self.address, [("node_id", "=", node_id)])
+        except Exception:  # the job API's own message still says what Ray knows
+            return None
+        dead = [node for node in nodes if str(getattr(node.state, "value", node.state)) == "DEAD"]
+        if not dead:
+            return None
+        node = dead[0]
+        name = f"{node.node_name} " if node.node_name and node.node_name != node.node_ip else ""
+        reason = f": {first_lines(node.state_message, 300)}" if node.state_message else ""
+        return f"the node that ran it ({name}{node.node_ip}, node id {node_id}) died{reason}"
 
     def logs(self, job_id: str) -> str:
         return self.client.get_job_logs(job_id)
@@ -333,12 +351,13 @@ def _client_class():
     return mlflow_compat.job_submission_client_class(_request_timeout)
 
 
-def _list_nodes(address: str) -> list:
-    """The cluster's alive nodes (Ray's state API over the job API address)."""
+def _list_nodes(address: str, filters: list | None = None) -> list:
+    """The cluster's nodes matching ``filters`` (default: the alive ones), from Ray's state API over the
+    job API address."""
     from ray.util.state import list_nodes
 
-    return list_nodes(address=address, filters=[("state", "=", "ALIVE")], timeout=int(REQUEST_TIMEOUT_S),
-                      raise_on_missing_output=False)
+    return list_nodes(address=address, filters=filters or [("state", "=", "ALIVE")],
+                      timeout=int(REQUEST_TIMEOUT_S), raise_on_missing_output=False)
 
 
 def _request_timeout(endpoint: str) -> float:

@@ -106,7 +106,9 @@ class RemoteRun(WatchedRun):
         if self._final_status == "KILLED":
             return f"Run (ID '{self._run_id}') was cancelled{self.cancel_text()}; job {self._job_id} on {where} stopped"
         code = f" with exit code {info.exit_code}" if info.exit_code is not None else ""
-        lines = [f"Run (ID '{self._run_id}') failed on {where}: job {self._job_id} ended {info.state.value}{code}."]
+        cause = f": {info.cause}" if info.cause else ""
+        lines = [f"Run (ID '{self._run_id}') failed on {where}: job {self._job_id} ended {info.state.value}{code}"
+                 f"{cause}."]
         if self._error:
             lines.append(self._error)
         if info.error_type and "RUNTIME_ENV" in info.error_type.upper():

@@ -47,7 +47,8 @@ def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan |
     tracking_uri, experiment_id = resolve_tracking(request, workspace)
     client = MlflowClient(tracking_uri)
     run_id = _create_run(client, request, experiment_id, executor)
-    try:
+    handle: WatchedRun | None = None
+    try:  # from here on a Ctrl-C / SIGTERM (CLI) at any point ends the run KILLED, nothing left running
         handle = executor.start(Launch(
             run_id=run_id, experiment_id=experiment_id, tracking_uri=tracking_uri,
             command=request.command, source_dir=snapshot.root, snapshot=snapshot,
@@ -57,22 +58,18 @@ def launch(request: RunRequest, workspace: Workspace | None = None, plan: Plan |
             log_sync_seconds=log_sync_seconds, processes=tuple(request.processes), name=request.name,
             resources=resources,
         ))
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) while preparing or starting
-        client.set_terminated(run_id, "KILLED")
-        raise
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    live_runs.track(handle, remote=executor.is_remote, cleanup=_at_end(handle, request))
-    try:
+        live_runs.track(handle, remote=executor.is_remote, cleanup=_at_end(handle, request))
         if executor.is_remote and request.private_dir is not None:  # its package is on the cluster now
             shutil.rmtree(request.private_dir, ignore_errors=True)
         try:
             executor.record_identity(client, handle)
         except Exception as exc:  # only a cancel from another process needs it
             _logger.warning("mlflow-workspace: could not record where run %s runs: %s", run_id, exc)
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM (CLI) just after it started: it ends KILLED
-        handle.cancel()
+    except BaseException as error:
+        if handle is not None:  # it started: stop it (recorded KILLED)
+            handle.cancel()
+        else:  # it did not start (the executor leaves nothing running)
+            client.set_terminated(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
         raise
     return handle
 
